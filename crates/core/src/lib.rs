@@ -1,0 +1,28 @@
+//! Amana core: the sealed case log.
+//!
+//! - [`ids`], [`envelope`], [`roster`], [`keys`] and [`agefile`]: the wire
+//!   formats and their checks. This is all the relay links (build with
+//!   `default-features = false`): it parses and verifies, never decrypts.
+//! - With the `client` feature (default): sealing and opening envelopes,
+//!   the case model and its Automerge documents, the passphrase-protected
+//!   keystore and the encrypted device store.
+//!
+//! The crate does no network or terminal I/O and reads no clock or
+//! environment: times are passed in by the caller.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod agefile;
+pub mod envelope;
+pub mod error;
+pub mod ids;
+pub mod keys;
+#[cfg(feature = "client")]
+mod padding;
+mod random;
+pub mod roster;
+mod wire;
+
+pub use error::{AgeFileError, AuthorError, EnvelopeError, IdError, KeyEnvelopeError, RosterError, WireError};
+pub use ids::{CaseId, DeviceId, Digest, TeamId};
