@@ -153,3 +153,6 @@ fn decode_payload(payload: &[u8]) -> Result<Vec<CaseChange>, WireError> {
     r.finish()?;
     Ok(changes)
 }
+
+#[cfg(test)]
+mod tests;

@@ -172,3 +172,109 @@ fn signed_message(header: &[u8], body: &[u8]) -> Vec<u8> {
     msg.extend_from_slice(crate::ids::Digest::of(body).as_bytes());
     msg
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::roster::{DeviceEntry, Role, RosterChange};
+
+    struct Team {
+        roster: Roster,
+        admin: DeviceKeys,
+        field: DeviceKeys,
+        epoch1: EpochKey,
+    }
+
+    fn entry(keys: &DeviceKeys, role: Role) -> DeviceEntry {
+        DeviceEntry {
+            signing_key: keys.verifying_key(),
+            recipient: keys.recipient(),
+            role,
+            label: Vec::new(),
+        }
+    }
+
+    fn team() -> Team {
+        let admin = DeviceKeys::generate();
+        let field = DeviceKeys::generate();
+        let epoch1 = EpochKey::generate(1);
+        let mut roster =
+            Roster::create(TeamId::random(), &admin, Vec::new(), epoch1.recipient()).unwrap();
+        roster
+            .append(RosterChange::AddDevice(entry(&field, Role::Field)), &admin)
+            .unwrap();
+        Team {
+            roster,
+            admin,
+            field,
+            epoch1,
+        }
+    }
+
+    #[test]
+    fn delivered_key_opens_and_matches_the_roster() {
+        let t = team();
+        let to = &t.roster.device(&t.field.device_id()).unwrap().entry;
+        let env = KeyEnvelope::seal(t.roster.team(), &t.epoch1, to, &t.admin).unwrap();
+        let parsed = KeyEnvelope::parse(env.as_bytes().to_vec()).unwrap();
+        let key = parsed.open(&t.roster, &t.field).unwrap();
+        assert_eq!(key.recipient(), t.epoch1.recipient());
+        // Another device cannot use it.
+        assert_eq!(
+            parsed.open(&t.roster, &t.admin).unwrap_err(),
+            KeyEnvelopeError::Misaddressed
+        );
+    }
+
+    #[test]
+    fn a_substituted_key_is_refused() {
+        let t = team();
+        let to = &t.roster.device(&t.field.device_id()).unwrap().entry;
+        let rogue = EpochKey::generate(1);
+        let env = KeyEnvelope::seal(t.roster.team(), &rogue, to, &t.admin).unwrap();
+        assert_eq!(
+            env.open(&t.roster, &t.field).unwrap_err(),
+            KeyEnvelopeError::KeyMismatch(1)
+        );
+    }
+
+    #[test]
+    fn only_admins_may_deliver() {
+        let t = team();
+        let to = &t.roster.device(&t.field.device_id()).unwrap().entry;
+        let env = KeyEnvelope::seal(t.roster.team(), &t.epoch1, to, &t.field).unwrap();
+        assert!(matches!(
+            env.open(&t.roster, &t.field),
+            Err(KeyEnvelopeError::NotAdmin(_))
+        ));
+    }
+
+    #[test]
+    fn any_flipped_byte_is_rejected() {
+        let t = team();
+        let to = &t.roster.device(&t.field.device_id()).unwrap().entry;
+        let env = KeyEnvelope::seal(t.roster.team(), &t.epoch1, to, &t.admin).unwrap();
+        let bytes = env.as_bytes().to_vec();
+        for at in 0..bytes.len() {
+            let mut m = bytes.clone();
+            m[at] ^= 0x04;
+            let result = KeyEnvelope::parse(m).and_then(|e| e.open(&t.roster, &t.field));
+            assert!(result.is_err(), "flip at {at} accepted");
+        }
+    }
+
+    #[test]
+    fn unknown_epoch_and_truncation() {
+        let t = team();
+        let to = &t.roster.device(&t.field.device_id()).unwrap().entry;
+        let env = KeyEnvelope::seal(t.roster.team(), &EpochKey::generate(5), to, &t.admin).unwrap();
+        assert_eq!(
+            env.open(&t.roster, &t.field).unwrap_err(),
+            KeyEnvelopeError::UnknownEpoch(5)
+        );
+        assert!(matches!(
+            KeyEnvelope::parse(env.as_bytes()[..60].to_vec()),
+            Err(KeyEnvelopeError::Malformed(_))
+        ));
+    }
+}

@@ -148,7 +148,8 @@ impl Roster {
             epoch_recipient,
         };
         let op = RosterOp::sign(team, 0, Digest::ZERO, change, admin)?;
-        Roster::from_genesis(op)
+        // Decode what we signed, so it passes exactly the checks others will run.
+        Roster::from_genesis(RosterOp::decode(op.as_bytes(), 0)?)
     }
 
     /// Verifies a whole chain given as encoded operations.
@@ -237,7 +238,10 @@ impl Roster {
         change: RosterChange,
         admin: &DeviceKeys,
     ) -> Result<&RosterOp, RosterError> {
-        let op = RosterOp::sign(self.team, self.next_index(), self.head, change, admin)?;
+        let index = self.next_index();
+        let op = RosterOp::sign(self.team, index, self.head, change, admin)?;
+        // Decode what we signed, so it passes exactly the checks others will run.
+        let op = RosterOp::decode(op.as_bytes(), index)?;
         self.check(&op)?;
         self.commit(op);
         Ok(self.ops.last().unwrap_or_else(|| unreachable!("just pushed")))

@@ -1,0 +1,297 @@
+//! Seal/open round trips and one test per rejection.
+
+use super::*;
+use crate::agefile::AgeLimits;
+use crate::envelope::{EnvelopeLimits, Kind, SIGNATURE_LEN};
+use crate::keys::EpochKey;
+use proptest::prelude::*;
+
+struct Fixture {
+    device: DeviceKeys,
+    keys: EpochKeyring,
+    team: TeamId,
+}
+
+fn fixture() -> Fixture {
+    let mut keys = EpochKeyring::new();
+    keys.insert(EpochKey::generate(1));
+    Fixture {
+        device: DeviceKeys::generate(),
+        keys,
+        team: TeamId::random(),
+    }
+}
+
+impl Fixture {
+    fn header(&self, seq: u64, prev: Digest) -> EnvelopeHeader {
+        EnvelopeHeader {
+            kind: Kind::Changes,
+            team: self.team,
+            device: self.device.device_id(),
+            seq,
+            prev,
+            epoch: 1,
+            body_len: 0,
+        }
+    }
+
+    fn seal(&self, changes: &[CaseChange]) -> SealedEnvelope {
+        let recipient = self.keys.get(1).unwrap().recipient();
+        seal(self.header(1, Digest::ZERO), changes, &recipient, &self.device).unwrap()
+    }
+
+    fn open(&self, env: &SealedEnvelope) -> Result<OpenedEnvelope, EnvelopeError> {
+        open(env, self.team, &self.device.verifying_key(), &self.keys)
+    }
+
+    /// Re-parses bytes with default limits.
+    fn reparse(bytes: Vec<u8>) -> Result<SealedEnvelope, EnvelopeError> {
+        SealedEnvelope::parse(bytes, &EnvelopeLimits::default())
+    }
+
+    /// Seals an arbitrary plaintext (bypassing the payload encoder), signed properly.
+    fn seal_raw(&self, plaintext: &[u8]) -> SealedEnvelope {
+        let recipient = self.keys.get(1).unwrap().recipient();
+        let body = age::encrypt(&recipient, plaintext).unwrap();
+        SealedEnvelope::sign(self.header(1, Digest::ZERO), &body, self.device.signing_key())
+            .unwrap()
+    }
+}
+
+fn change(case: u8, text: &str) -> CaseChange {
+    CaseChange {
+        case: CaseId::from_bytes([case; 16]),
+        change: text.as_bytes().to_vec(),
+    }
+}
+
+fn deflate(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    DeflateEncoder::new(data, Compression::default())
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+#[test]
+fn round_trip_and_reparse() {
+    let f = fixture();
+    let changes = vec![change(1, "ابتزاز رقمي"), change(2, "second")];
+    let env = f.seal(&changes);
+    let env = Fixture::reparse(env.into_bytes()).unwrap();
+    let opened = f.open(&env).unwrap();
+    assert_eq!(opened.changes, changes);
+    assert_eq!(opened.header, *env.header());
+    assert_eq!(opened.id, Digest::of(env.as_bytes()));
+}
+
+#[test]
+fn body_hides_the_plaintext() {
+    let f = fixture();
+    let env = f.seal(&[change(1, "CANARY-7f3a")]);
+    let haystack = env.as_bytes();
+    assert!(!haystack.windows(11).any(|w| w == b"CANARY-7f3a"));
+}
+
+#[test]
+fn wrong_team() {
+    let f = fixture();
+    let env = f.seal(&[change(1, "x")]);
+    let other = TeamId::random();
+    assert!(matches!(
+        open(&env, other, &f.device.verifying_key(), &f.keys),
+        Err(EnvelopeError::WrongTeam { .. })
+    ));
+}
+
+#[test]
+fn bad_signature_on_any_byte() {
+    let f = fixture();
+    let env = f.seal(&[change(1, "x")]);
+    let bytes = env.into_bytes();
+    // A body byte, a byte of the team id (the header stays well-formed;
+    // we open under the altered team so only the signature can object) and
+    // a signature byte.
+    for at in [bytes.len() - 1, 5, crate::envelope::HEADER_LEN + 3] {
+        let mut m = bytes.clone();
+        m[at] ^= 0x40;
+        let result = Fixture::reparse(m).and_then(|e| {
+            open(&e, e.header().team, &f.device.verifying_key(), &f.keys)
+        });
+        assert!(
+            matches!(
+                result,
+                Err(EnvelopeError::BadSignature) | Err(EnvelopeError::Body(_))
+            ),
+            "byte {at}: {result:?}"
+        );
+    }
+}
+
+#[test]
+fn another_devices_key_does_not_verify() {
+    let f = fixture();
+    let env = f.seal(&[change(1, "x")]);
+    let other = DeviceKeys::generate();
+    assert_eq!(
+        open(&env, f.team, &other.verifying_key(), &f.keys),
+        Err(EnvelopeError::BadSignature)
+    );
+}
+
+#[test]
+fn unknown_epoch() {
+    let f = fixture();
+    let env = f.seal(&[change(1, "x")]);
+    assert_eq!(
+        open(&env, f.team, &f.device.verifying_key(), &EpochKeyring::new()),
+        Err(EnvelopeError::UnknownEpoch(1))
+    );
+}
+
+#[test]
+fn encrypted_to_another_key_fails_to_decrypt() {
+    let f = fixture();
+    let mut wrong = EpochKeyring::new();
+    wrong.insert(EpochKey::generate(1));
+    let env = f.seal(&[change(1, "x")]);
+    assert_eq!(
+        open(&env, f.team, &f.device.verifying_key(), &wrong),
+        Err(EnvelopeError::DecryptFailed)
+    );
+}
+
+#[test]
+fn header_mismatch() {
+    let f = fixture();
+    // Inner copy claims seq 2 while the outer header says seq 1.
+    let mut inner = f.header(2, Digest::of(b"x")).inner_copy().to_vec();
+    inner.extend_from_slice(&0u32.to_be_bytes());
+    let env = f.seal_raw(&padding::pad(&deflate(&inner)));
+    assert_eq!(f.open(&env), Err(EnvelopeError::HeaderMismatch));
+}
+
+#[test]
+fn padding_invalid() {
+    let f = fixture();
+    let env = f.seal_raw(b"\xff\xff\xff\xffnot padded");
+    assert_eq!(f.open(&env), Err(EnvelopeError::PaddingInvalid));
+}
+
+#[test]
+fn decompression_garbage_and_bombs() {
+    let f = fixture();
+    let env = f.seal_raw(&padding::pad(b"\xff\xfe not deflate"));
+    assert!(matches!(f.open(&env), Err(EnvelopeError::Decompress { .. })));
+    // 80 MiB of zeros compresses to ~80 KiB: refused past the limit.
+    let bomb = deflate(&vec![0u8; MAX_PLAINTEXT + 1024]);
+    let env = f.seal_raw(&padding::pad(&bomb));
+    assert!(matches!(f.open(&env), Err(EnvelopeError::Decompress { .. })));
+}
+
+#[test]
+fn malformed_payload() {
+    let f = fixture();
+    let mut plain = f.header(1, Digest::ZERO).inner_copy().to_vec();
+    plain.extend_from_slice(&5u32.to_be_bytes()); // claims 5 changes, has none
+    let env = f.seal_raw(&padding::pad(&deflate(&plain)));
+    assert!(matches!(f.open(&env), Err(EnvelopeError::Payload(_))));
+}
+
+#[test]
+fn structural_rejections() {
+    let f = fixture();
+    let bytes = f.seal(&[change(1, "x")]).into_bytes();
+    assert!(matches!(
+        Fixture::reparse(bytes[..100].to_vec()),
+        Err(EnvelopeError::Truncated { .. })
+    ));
+    assert!(matches!(
+        Fixture::reparse(bytes[..bytes.len() - 1].to_vec()),
+        Err(EnvelopeError::Truncated { .. })
+    ));
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert_eq!(
+        Fixture::reparse(longer),
+        Err(EnvelopeError::TrailingBytes { extra: 1 })
+    );
+    let mut v = bytes.clone();
+    v[0] = 9;
+    assert_eq!(Fixture::reparse(v), Err(EnvelopeError::UnsupportedVersion(9)));
+    let mut k = bytes.clone();
+    k[1] = 77;
+    assert_eq!(Fixture::reparse(k), Err(EnvelopeError::UnknownKind(77)));
+    let small = EnvelopeLimits {
+        max_body: 10,
+        age: AgeLimits::ONE_RECIPIENT,
+    };
+    assert!(matches!(
+        SealedEnvelope::parse(bytes.clone(), &small),
+        Err(EnvelopeError::Oversized { max: 10, .. })
+    ));
+}
+
+#[test]
+fn plaintext_body_is_not_an_age_file() {
+    let f = fixture();
+    let env = SealedEnvelope::sign(
+        f.header(1, Digest::ZERO),
+        br#"{"survivor_code":"NP-QAY-7KX3"}"#,
+        f.device.signing_key(),
+    )
+    .unwrap();
+    assert!(matches!(
+        Fixture::reparse(env.into_bytes()),
+        Err(EnvelopeError::Body(crate::AgeFileError::NotAgeFile))
+    ));
+}
+
+#[test]
+fn sequence_rules() {
+    let f = fixture();
+    let recipient = f.keys.get(1).unwrap().recipient();
+    let seal_with = |seq, prev| seal(f.header(seq, prev), &[], &recipient, &f.device);
+    assert_eq!(seal_with(0, Digest::ZERO).unwrap_err(), EnvelopeError::ZeroSeq);
+    assert_eq!(
+        seal_with(1, Digest::of(b"x")).unwrap_err(),
+        EnvelopeError::FirstPrevNotZero
+    );
+    assert_eq!(
+        seal_with(2, Digest::ZERO).unwrap_err(),
+        EnvelopeError::MissingPrev { seq: 2 }
+    );
+}
+
+#[test]
+fn signature_length_is_fixed() {
+    let f = fixture();
+    let env = f.seal(&[]);
+    assert_eq!(env.signature().len(), SIGNATURE_LEN);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn seal_open_round_trip(
+        changes in proptest::collection::vec(
+            (any::<[u8; 16]>(), proptest::collection::vec(any::<u8>(), 0..2000)),
+            0..8,
+        ),
+        seq in 1u64..1_000_000,
+    ) {
+        let f = fixture();
+        let changes: Vec<CaseChange> = changes
+            .into_iter()
+            .map(|(case, change)| CaseChange { case: CaseId::from_bytes(case), change })
+            .collect();
+        let prev = if seq == 1 { Digest::ZERO } else { Digest::of(&seq.to_be_bytes()) };
+        let recipient = f.keys.get(1).unwrap().recipient();
+        let env = seal(f.header(seq, prev), &changes, &recipient, &f.device).unwrap();
+        let env = Fixture::reparse(env.into_bytes()).unwrap();
+        let opened = f.open(&env).unwrap();
+        prop_assert_eq!(opened.changes, changes);
+        prop_assert_eq!(opened.header.seq, seq);
+    }
+}
