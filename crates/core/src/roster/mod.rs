@@ -442,14 +442,14 @@ impl Roster {
                 joined: record.joined_epoch,
             });
         }
-        if let Some(revocation) = record.revoked {
-            if header.seq > revocation.last_seq {
-                return Err(AuthorError::Revoked {
-                    device: header.device,
-                    seq: header.seq,
-                    last_seq: revocation.last_seq,
-                });
-            }
+        if let Some(revocation) = record.revoked
+            && header.seq > revocation.last_seq
+        {
+            return Err(AuthorError::Revoked {
+                device: header.device,
+                seq: header.seq,
+                last_seq: revocation.last_seq,
+            });
         }
         Ok(record)
     }
