@@ -115,12 +115,13 @@ mod tests {
     use age::x25519;
 
     fn encrypt(n_recipients: usize, plaintext: &[u8]) -> Vec<u8> {
-        let ids: Vec<_> = (0..n_recipients).map(|_| x25519::Identity::generate()).collect();
+        let ids: Vec<_> = (0..n_recipients)
+            .map(|_| x25519::Identity::generate())
+            .collect();
         let recipients: Vec<x25519::Recipient> = ids.iter().map(|i| i.to_public()).collect();
-        let encryptor = age::Encryptor::with_recipients(
-            recipients.iter().map(|r| r as &dyn age::Recipient),
-        )
-        .unwrap();
+        let encryptor =
+            age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+                .unwrap();
         let mut out = Vec::new();
         let mut w = encryptor.wrap_output(&mut out).unwrap();
         std::io::Write::write_all(&mut w, plaintext).unwrap();

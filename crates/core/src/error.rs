@@ -209,7 +209,9 @@ pub enum RosterError {
     #[error("the roster does not start with a valid genesis operation")]
     BadGenesis,
     /// The genesis hash differs from the one pinned in the invite.
-    #[error("the roster's genesis {found} differs from the pinned {expected}: the relay served another roster")]
+    #[error(
+        "the roster's genesis {found} differs from the pinned {expected}: the relay served another roster"
+    )]
     GenesisMismatch {
         /// Pinned genesis hash.
         expected: Digest,
@@ -275,7 +277,9 @@ pub enum RosterError {
         device: DeviceId,
     },
     /// The operation would leave the team without an active admin.
-    #[error("roster operation {index} would leave the team without an active admin; add another admin first")]
+    #[error(
+        "roster operation {index} would leave the team without an active admin; add another admin first"
+    )]
     LastAdmin {
         /// Position in the chain.
         index: u64,

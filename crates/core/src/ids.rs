@@ -153,10 +153,17 @@ mod tests {
     fn hex_round_trip_and_errors() {
         let id = TeamId::from_bytes([7; 16]);
         assert_eq!(id.to_hex().parse::<TeamId>().unwrap(), id);
-        assert!(matches!("zz".parse::<TeamId>(), Err(IdError::NotHex { .. })));
+        assert!(matches!(
+            "zz".parse::<TeamId>(),
+            Err(IdError::NotHex { .. })
+        ));
         assert!(matches!(
             "0102".parse::<TeamId>(),
-            Err(IdError::Length { expected: 16, found: 2, .. })
+            Err(IdError::Length {
+                expected: 16,
+                found: 2,
+                ..
+            })
         ));
     }
 

@@ -14,6 +14,8 @@
 #![deny(missing_docs)]
 
 pub mod agefile;
+#[cfg(feature = "client")]
+pub mod case;
 pub mod envelope;
 pub mod error;
 pub mod ids;
@@ -24,5 +26,7 @@ mod random;
 pub mod roster;
 mod wire;
 
-pub use error::{AgeFileError, AuthorError, EnvelopeError, IdError, KeyEnvelopeError, RosterError, WireError};
+pub use error::{
+    AgeFileError, AuthorError, EnvelopeError, IdError, KeyEnvelopeError, RosterError, WireError,
+};
 pub use ids::{CaseId, DeviceId, Digest, TeamId};

@@ -58,7 +58,10 @@ mod tests {
         for len in [300usize, 1000, 5000, 70_000, 1_000_000] {
             let padded = pad(&vec![7; len]).len();
             assert!(padded >= len + 4);
-            assert!((padded as f64) <= (len as f64 + 4.0) * 1.125, "{len} -> {padded}");
+            assert!(
+                (padded as f64) <= (len as f64 + 4.0) * 1.125,
+                "{len} -> {padded}"
+            );
         }
     }
 

@@ -95,14 +95,23 @@ mod tests {
         let mut r = Reader::new(&[0, 5, 1, 2]);
         assert!(matches!(r.bytes16(), Err(WireError::Truncated { .. })));
         let mut r = Reader::new(&[1]);
-        assert!(matches!(r.u64(), Err(WireError::Truncated { needed: 8, found: 1 })));
+        assert!(matches!(
+            r.u64(),
+            Err(WireError::Truncated {
+                needed: 8,
+                found: 1
+            })
+        ));
     }
 
     #[test]
     fn trailing_bytes_are_reported() {
         let mut r = Reader::new(&[1, 2, 3]);
         r.u8().unwrap();
-        assert!(matches!(r.finish(), Err(WireError::TrailingBytes { extra: 2 })));
+        assert!(matches!(
+            r.finish(),
+            Err(WireError::TrailingBytes { extra: 2 })
+        ));
     }
 
     #[test]

@@ -94,8 +94,8 @@ impl KeyEnvelope {
         header.extend_from_slice(admin.device_id().as_bytes());
         let mut plaintext = zeroize::Zeroizing::new(header.clone());
         plaintext.extend_from_slice(&key.secret_bytes());
-        let body = age::encrypt(&to.recipient, &plaintext)
-            .map_err(|_| KeyEnvelopeError::EncryptFailed)?;
+        let body =
+            age::encrypt(&to.recipient, &plaintext).map_err(|_| KeyEnvelopeError::EncryptFailed)?;
         header.extend_from_slice(&(body.len() as u32).to_be_bytes());
         let signature = admin.signing_key().sign(&signed_message(&header, &body));
         let mut bytes = header;

@@ -38,7 +38,13 @@ impl EpochKey {
     /// The secret in its string form, zeroized when dropped. Used only to
     /// seal it into a key envelope or the device store.
     pub(crate) fn secret_bytes(&self) -> zeroize::Zeroizing<Vec<u8>> {
-        zeroize::Zeroizing::new(self.identity.to_string().expose_secret().as_bytes().to_vec())
+        zeroize::Zeroizing::new(
+            self.identity
+                .to_string()
+                .expose_secret()
+                .as_bytes()
+                .to_vec(),
+        )
     }
 
     /// The epoch number.

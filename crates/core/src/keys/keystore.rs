@@ -73,7 +73,9 @@ pub enum KeystoreError {
     #[error("the keystore is damaged ({0}); restore the device from the office or re-enrol it")]
     Corrupt(&'static str),
     /// The keystore demands more work than this device accepts.
-    #[error("the keystore asks for scrypt work 2^{0}, above the accepted maximum; it was not made by Amana")]
+    #[error(
+        "the keystore asks for scrypt work 2^{0}, above the accepted maximum; it was not made by Amana"
+    )]
     ExcessiveWork(u8),
     /// The keystore was written by a newer version.
     #[error("keystore version {0} is not supported; update Amana")]
@@ -194,22 +196,34 @@ mod tests {
         let file = seal(&keys, &pass("p"), TEST_WORK).unwrap();
         for cut in [0, 10, file.len() / 2, file.len() - 1] {
             assert!(
-                matches!(open(&file[..cut], &pass("p")), Err(KeystoreError::Corrupt(_))),
+                matches!(
+                    open(&file[..cut], &pass("p")),
+                    Err(KeystoreError::Corrupt(_))
+                ),
                 "truncated at {cut}"
             );
         }
         // Flip a byte of the encrypted payload (the last byte).
         let mut damaged = file.clone();
         *damaged.last_mut().unwrap() ^= 1;
-        assert!(matches!(open(&damaged, &pass("p")), Err(KeystoreError::Corrupt(_))));
-        assert!(matches!(open(b"garbage", &pass("p")), Err(KeystoreError::Corrupt(_))));
+        assert!(matches!(
+            open(&damaged, &pass("p")),
+            Err(KeystoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            open(b"garbage", &pass("p")),
+            Err(KeystoreError::Corrupt(_))
+        ));
     }
 
     #[test]
     fn refuses_files_not_made_with_a_passphrase() {
         let other = x25519::Identity::generate();
         let file = age::encrypt(&other.to_public(), b"x").unwrap();
-        assert!(matches!(open(&file, &pass("p")), Err(KeystoreError::Corrupt(_))));
+        assert!(matches!(
+            open(&file, &pass("p")),
+            Err(KeystoreError::Corrupt(_))
+        ));
     }
 
     #[test]

@@ -244,7 +244,10 @@ impl Roster {
         let op = RosterOp::decode(op.as_bytes(), index)?;
         self.check(&op)?;
         self.commit(op);
-        Ok(self.ops.last().unwrap_or_else(|| unreachable!("just pushed")))
+        Ok(self
+            .ops
+            .last()
+            .unwrap_or_else(|| unreachable!("just pushed")))
     }
 
     /// Every rule a non-genesis operation must satisfy.
@@ -283,13 +286,10 @@ impl Roster {
                 Ok(())
             }
             RosterChange::RevokeDevice { device, .. } => {
-                let record = self
-                    .devices
-                    .get(device)
-                    .ok_or(RosterError::UnknownDevice {
-                        index,
-                        device: *device,
-                    })?;
+                let record = self.devices.get(device).ok_or(RosterError::UnknownDevice {
+                    index,
+                    device: *device,
+                })?;
                 if !record.is_active() {
                     return Err(RosterError::AlreadyRevoked {
                         index,

@@ -246,7 +246,9 @@ fn encode_body(change: &RosterChange) -> Result<Vec<u8>, WireError> {
 }
 
 fn decode_recipient(r: &mut Reader<'_>, index: u64) -> Result<x25519::Recipient, RosterError> {
-    let text = r.str16().map_err(|source| RosterError::Malformed { index, source })?;
+    let text = r
+        .str16()
+        .map_err(|source| RosterError::Malformed { index, source })?;
     text.parse().map_err(|_| RosterError::BadKey { index })
 }
 

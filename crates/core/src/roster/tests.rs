@@ -55,7 +55,11 @@ fn team() -> Team {
 }
 
 fn encoded(roster: &Roster) -> Vec<Vec<u8>> {
-    roster.ops().iter().map(|op| op.as_bytes().to_vec()).collect()
+    roster
+        .ops()
+        .iter()
+        .map(|op| op.as_bytes().to_vec())
+        .collect()
 }
 
 fn header(device: DeviceId, team: TeamId, seq: u64, epoch: u32) -> EnvelopeHeader {
@@ -64,7 +68,11 @@ fn header(device: DeviceId, team: TeamId, seq: u64, epoch: u32) -> EnvelopeHeade
         team,
         device,
         seq,
-        prev: if seq == 1 { Digest::ZERO } else { Digest::of(b"p") },
+        prev: if seq == 1 {
+            Digest::ZERO
+        } else {
+            Digest::of(b"p")
+        },
         epoch,
         body_len: 0,
     }
@@ -111,7 +119,10 @@ fn missing_or_reordered_ops_break_the_chain() {
     let skipped = vec![ops[0].clone(), ops[2].clone()];
     assert!(matches!(
         Roster::verify(&skipped),
-        Err(RosterError::IndexGap { expected: 1, found: 2 })
+        Err(RosterError::IndexGap {
+            expected: 1,
+            found: 2
+        })
     ));
     // Same index, but chained to another history.
     let other = team();
@@ -282,11 +293,18 @@ fn envelope_authors_are_checked_against_the_roster() {
     assert!(t.roster.check_author(&header(field, team_id, 7, 1)).is_ok());
     assert!(matches!(
         t.roster.check_author(&header(field, team_id, 8, 1)),
-        Err(AuthorError::Revoked { seq: 8, last_seq: 7, .. })
+        Err(AuthorError::Revoked {
+            seq: 8,
+            last_seq: 7,
+            ..
+        })
     ));
     assert!(matches!(
         t.roster.check_author(&header(admin, team_id, 1, 3)),
-        Err(AuthorError::UnknownEpoch { epoch: 3, current: 2 })
+        Err(AuthorError::UnknownEpoch {
+            epoch: 3,
+            current: 2
+        })
     ));
     let stranger = DeviceKeys::generate().device_id();
     assert!(matches!(
@@ -301,24 +319,33 @@ fn auditors_cannot_write_and_late_joiners_cannot_use_old_epochs() {
     let auditor = DeviceKeys::generate();
     let late = DeviceKeys::generate();
     t.roster
-        .append(RosterChange::AddDevice(entry(&auditor, Role::Auditor)), &t.admin)
+        .append(
+            RosterChange::AddDevice(entry(&auditor, Role::Auditor)),
+            &t.admin,
+        )
         .unwrap();
     t.roster
         .append(RosterChange::AddDevice(entry(&late, Role::Field)), &t.admin)
         .unwrap();
     let team_id = t.roster.team();
     assert!(matches!(
-        t.roster.check_author(&header(auditor.device_id(), team_id, 1, 2)),
+        t.roster
+            .check_author(&header(auditor.device_id(), team_id, 1, 2)),
         Err(AuthorError::CannotWrite(_))
     ));
     assert!(matches!(
-        t.roster.check_author(&header(late.device_id(), team_id, 1, 1)),
+        t.roster
+            .check_author(&header(late.device_id(), team_id, 1, 1)),
         Err(AuthorError::EpochBeforeJoin { .. })
     ));
 }
 
 fn mutation_strategy() -> impl Strategy<Value = (usize, usize, u8)> {
-    (any::<prop::sample::Index>(), any::<prop::sample::Index>(), 1u8..=255)
+    (
+        any::<prop::sample::Index>(),
+        any::<prop::sample::Index>(),
+        1u8..=255,
+    )
         .prop_map(|(op, byte, xor)| (op.index(4), byte.index(usize::MAX), xor))
 }
 

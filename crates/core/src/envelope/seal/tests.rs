@@ -37,7 +37,13 @@ impl Fixture {
 
     fn seal(&self, changes: &[CaseChange]) -> SealedEnvelope {
         let recipient = self.keys.get(1).unwrap().recipient();
-        seal(self.header(1, Digest::ZERO), changes, &recipient, &self.device).unwrap()
+        seal(
+            self.header(1, Digest::ZERO),
+            changes,
+            &recipient,
+            &self.device,
+        )
+        .unwrap()
     }
 
     fn open(&self, env: &SealedEnvelope) -> Result<OpenedEnvelope, EnvelopeError> {
@@ -53,8 +59,12 @@ impl Fixture {
     fn seal_raw(&self, plaintext: &[u8]) -> SealedEnvelope {
         let recipient = self.keys.get(1).unwrap().recipient();
         let body = age::encrypt(&recipient, plaintext).unwrap();
-        SealedEnvelope::sign(self.header(1, Digest::ZERO), &body, self.device.signing_key())
-            .unwrap()
+        SealedEnvelope::sign(
+            self.header(1, Digest::ZERO),
+            &body,
+            self.device.signing_key(),
+        )
+        .unwrap()
     }
 }
 
@@ -115,9 +125,8 @@ fn bad_signature_on_any_byte() {
     for at in [bytes.len() - 1, 5, crate::envelope::HEADER_LEN + 3] {
         let mut m = bytes.clone();
         m[at] ^= 0x40;
-        let result = Fixture::reparse(m).and_then(|e| {
-            open(&e, e.header().team, &f.device.verifying_key(), &f.keys)
-        });
+        let result = Fixture::reparse(m)
+            .and_then(|e| open(&e, e.header().team, &f.device.verifying_key(), &f.keys));
         assert!(
             matches!(
                 result,
@@ -144,7 +153,12 @@ fn unknown_epoch() {
     let f = fixture();
     let env = f.seal(&[change(1, "x")]);
     assert_eq!(
-        open(&env, f.team, &f.device.verifying_key(), &EpochKeyring::new()),
+        open(
+            &env,
+            f.team,
+            &f.device.verifying_key(),
+            &EpochKeyring::new()
+        ),
         Err(EnvelopeError::UnknownEpoch(1))
     );
 }
@@ -182,11 +196,17 @@ fn padding_invalid() {
 fn decompression_garbage_and_bombs() {
     let f = fixture();
     let env = f.seal_raw(&padding::pad(b"\xff\xfe not deflate"));
-    assert!(matches!(f.open(&env), Err(EnvelopeError::Decompress { .. })));
+    assert!(matches!(
+        f.open(&env),
+        Err(EnvelopeError::Decompress { .. })
+    ));
     // 80 MiB of zeros compresses to ~80 KiB: refused past the limit.
     let bomb = deflate(&vec![0u8; MAX_PLAINTEXT + 1024]);
     let env = f.seal_raw(&padding::pad(&bomb));
-    assert!(matches!(f.open(&env), Err(EnvelopeError::Decompress { .. })));
+    assert!(matches!(
+        f.open(&env),
+        Err(EnvelopeError::Decompress { .. })
+    ));
 }
 
 #[test]
@@ -218,7 +238,10 @@ fn structural_rejections() {
     );
     let mut v = bytes.clone();
     v[0] = 9;
-    assert_eq!(Fixture::reparse(v), Err(EnvelopeError::UnsupportedVersion(9)));
+    assert_eq!(
+        Fixture::reparse(v),
+        Err(EnvelopeError::UnsupportedVersion(9))
+    );
     let mut k = bytes.clone();
     k[1] = 77;
     assert_eq!(Fixture::reparse(k), Err(EnvelopeError::UnknownKind(77)));
@@ -252,7 +275,10 @@ fn sequence_rules() {
     let f = fixture();
     let recipient = f.keys.get(1).unwrap().recipient();
     let seal_with = |seq, prev| seal(f.header(seq, prev), &[], &recipient, &f.device);
-    assert_eq!(seal_with(0, Digest::ZERO).unwrap_err(), EnvelopeError::ZeroSeq);
+    assert_eq!(
+        seal_with(0, Digest::ZERO).unwrap_err(),
+        EnvelopeError::ZeroSeq
+    );
     assert_eq!(
         seal_with(1, Digest::of(b"x")).unwrap_err(),
         EnvelopeError::FirstPrevNotZero
