@@ -24,6 +24,8 @@ pub mod keys;
 mod padding;
 mod random;
 pub mod roster;
+#[cfg(feature = "client")]
+pub mod store;
 mod wire;
 
 pub use error::{

@@ -1,0 +1,374 @@
+//! The device store: everything a device keeps, encrypted at rest.
+//!
+//! A data directory holds two files (and SQLite's `-wal`/`-shm` beside the
+//! second): `keystore.age`, the device keys under the passphrase, and
+//! `store.sqlite`, where every payload column is sealed with keys derived
+//! from the device's storage key (see [`sealer`] and
+//! `docs/device-store.md` for why column sealing rather than SQLCipher).
+//!
+//! Writes that record or change a case commit the case document and its
+//! outbox entry in one transaction, and SQLite runs in WAL mode with
+//! `synchronous=FULL`, so a call that returns `Ok` is durable.
+
+mod cases;
+mod migrate;
+pub(crate) mod sealer;
+mod sync_state;
+#[cfg(test)]
+mod tests;
+
+pub use sync_state::{OutboxEntry, PeerHead, QuarantinedEnvelope};
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use crate::case::CaseError;
+use crate::error::RosterError;
+use crate::ids::{CaseId, Digest, TeamId};
+use crate::keys::keystore::{self, KeystoreError, Passphrase, WorkFactor};
+use crate::keys::{DeviceKeys, EpochKey, EpochKeyring};
+use crate::roster::{Role, Roster};
+use sealer::Sealer;
+
+/// File name of the keystore in a data directory.
+pub const KEYSTORE_FILE: &str = "keystore.age";
+/// File name of the database in a data directory.
+pub const DATABASE_FILE: &str = "store.sqlite";
+/// A fixed value sealed at creation; opening it proves the database and the
+/// keystore belong together.
+const STORE_CHECK: &[u8] = b"amana device store";
+
+/// Why the device store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No device has been set up in this directory.
+    #[error("no Amana device in {0}: run `amana init` first, or pass the right --data-dir")]
+    NotInitialised(PathBuf),
+    /// A device already exists here.
+    #[error("an Amana device already exists in {0}; use another --data-dir or wipe this one first")]
+    AlreadyInitialised(PathBuf),
+    /// The keystore could not be opened.
+    #[error(transparent)]
+    Keystore(#[from] KeystoreError),
+    /// The database is damaged or does not belong to this keystore.
+    #[error(
+        "the device store is damaged: {0}. Nothing was changed; restore it from the office (re-enrol and sync)"
+    )]
+    Corrupt(String),
+    /// Reading or writing a file failed.
+    #[error("could not access the data directory: {0}")]
+    Io(#[from] std::io::Error),
+    /// SQLite failed for a reason other than damage (e.g. the disk is full
+    /// or another process holds the store).
+    #[error(
+        "the device store is unavailable ({0}); close other amana commands and check free disk space"
+    )]
+    Database(#[source] rusqlite::Error),
+    /// The case could not be changed.
+    #[error(transparent)]
+    Case(#[from] CaseError),
+    /// No case with that id on this device.
+    #[error("no case {0} on this device; run `amana cases list` to see the ids")]
+    UnknownCase(CaseId),
+    /// The device has not joined a team yet.
+    #[error("this device is not part of a team yet: run `amana join` or `amana team create`")]
+    NotMember,
+    /// The stored roster does not verify.
+    #[error("the stored roster does not verify: {0}")]
+    Roster(#[from] RosterError),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+        match e.sqlite_error_code() {
+            Some(DatabaseCorrupt | NotADatabase) => StoreError::Corrupt(e.to_string()),
+            _ => StoreError::Database(e),
+        }
+    }
+}
+
+/// The team this device belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    /// The team.
+    pub team: TeamId,
+    /// This device's role.
+    pub role: Role,
+    /// The relay's base URL.
+    pub relay_url: String,
+    /// The roster genesis hash pinned at enrolment.
+    pub genesis: Digest,
+    /// SHA-256 of the relay's TLS public key, pinned at enrolment (if any).
+    pub relay_key_pin: Option<Digest>,
+}
+
+/// An unlocked device store. The keys live as long as this value and are
+/// zeroized when it is dropped.
+pub struct DeviceStore {
+    conn: Connection,
+    keys: DeviceKeys,
+    sealer: Sealer,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for DeviceStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceStore")
+            .field("dir", &self.dir)
+            .field("device", &self.keys.device_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeviceStore {
+    /// Sets up a new device in `dir` with `keys` protected by `passphrase`.
+    pub fn create(
+        dir: &Path,
+        keys: DeviceKeys,
+        passphrase: &Passphrase,
+        work: WorkFactor,
+    ) -> Result<DeviceStore, StoreError> {
+        let keystore_path = dir.join(KEYSTORE_FILE);
+        if keystore_path.exists() || dir.join(DATABASE_FILE).exists() {
+            return Err(StoreError::AlreadyInitialised(dir.to_owned()));
+        }
+        create_private_dir(dir)?;
+        let sealed_keys = keystore::seal(&keys, passphrase, work)?;
+        let sealer = Sealer::new(keys.storage_key());
+        let mut store = Self::open_db(dir, keys, sealer, true)?;
+        store.put_meta("store_check", STORE_CHECK)?;
+        write_atomically(&keystore_path, &sealed_keys)?;
+        Ok(store)
+    }
+
+    /// Opens the device in `dir` with `passphrase`.
+    pub fn unlock(dir: &Path, passphrase: &Passphrase) -> Result<DeviceStore, StoreError> {
+        let keystore_bytes = match fs::read(dir.join(KEYSTORE_FILE)) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::NotInitialised(dir.to_owned()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let keys = keystore::open(&keystore_bytes, passphrase)?;
+        if !dir.join(DATABASE_FILE).exists() {
+            return Err(StoreError::Corrupt("the database file is missing".into()));
+        }
+        let sealer = Sealer::new(keys.storage_key());
+        let store = Self::open_db(dir, keys, sealer, false)?;
+        match store.meta("store_check")? {
+            Some(value) if value.as_slice() == STORE_CHECK => Ok(store),
+            _ => Err(StoreError::Corrupt(
+                "the database does not belong to this keystore".into(),
+            )),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn create_unsealed_for_tests(
+        dir: &Path,
+        keys: DeviceKeys,
+    ) -> Result<Self, StoreError> {
+        create_private_dir(dir)?;
+        let sealer = Sealer::plaintext_for_tests(keys.storage_key());
+        Self::open_db(dir, keys, sealer, true)
+    }
+
+    fn open_db(
+        dir: &Path,
+        keys: DeviceKeys,
+        sealer: Sealer,
+        create: bool,
+    ) -> Result<Self, StoreError> {
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if create {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        let conn = Connection::open_with_flags(dir.join(DATABASE_FILE), flags)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Reading the schema is the first thing that fails on a file that
+        // is not a database.
+        let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+        if check != "ok" {
+            return Err(StoreError::Corrupt(format!("integrity check: {check}")));
+        }
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA temp_store = MEMORY;
+             PRAGMA secure_delete = ON;
+             PRAGMA foreign_keys = ON;",
+        )?;
+        let mut store = DeviceStore {
+            conn,
+            keys,
+            sealer,
+            dir: dir.to_owned(),
+        };
+        migrate::run(&mut store.conn)?;
+        Ok(store)
+    }
+
+    /// The device keys.
+    pub fn keys(&self) -> &DeviceKeys {
+        &self.keys
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Re-protects the keystore with a new passphrase (the store's data is
+    /// sealed with the storage key inside the keystore, so it stays as is).
+    pub fn change_passphrase(&self, new: &Passphrase, work: WorkFactor) -> Result<(), StoreError> {
+        let sealed = keystore::seal(&self.keys, new, work)?;
+        write_atomically(&self.dir.join(KEYSTORE_FILE), &sealed)
+    }
+
+    fn put_meta(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        let sealed = self.sealer.seal("meta", name.as_bytes(), value);
+        self.conn.execute(
+            "INSERT INTO meta (name, value_sealed) VALUES (?1, ?2)
+             ON CONFLICT (name) DO UPDATE SET value_sealed = excluded.value_sealed",
+            params![name, sealed],
+        )?;
+        Ok(())
+    }
+
+    fn meta(&self, name: &'static str) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, StoreError> {
+        let sealed: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT value_sealed FROM meta WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        sealed
+            .map(|s| self.sealer.open("meta", name.as_bytes(), &s))
+            .transpose()
+    }
+
+    /// Records which team this device belongs to.
+    pub fn set_membership(&mut self, membership: &Membership) -> Result<(), StoreError> {
+        let json =
+            serde_json::to_vec(membership).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.put_meta("membership", &json)
+    }
+
+    /// The team this device belongs to, if any.
+    pub fn membership(&self) -> Result<Option<Membership>, StoreError> {
+        self.meta("membership")?
+            .map(|bytes| {
+                serde_json::from_slice(&bytes)
+                    .map_err(|_| StoreError::Corrupt("membership record unreadable".into()))
+            })
+            .transpose()
+    }
+
+    /// Stores the operations of `roster` not stored yet.
+    pub fn save_roster(&mut self, roster: &Roster) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        let stored: i64 = tx.query_row("SELECT COUNT(*) FROM roster_ops", [], |r| r.get(0))?;
+        for op in roster.ops().iter().skip(stored as usize) {
+            let idx = op.index.to_be_bytes();
+            let sealed = self.sealer.seal("roster_ops", &idx, op.as_bytes());
+            tx.execute(
+                "INSERT INTO roster_ops (idx, op_sealed) VALUES (?1, ?2)",
+                params![op.index as i64, sealed],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The stored roster, verified against the pinned genesis.
+    pub fn roster(&self) -> Result<Option<Roster>, StoreError> {
+        let membership = self.membership()?.ok_or(StoreError::NotMember)?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT idx, op_sealed FROM roster_ops ORDER BY idx")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+        let mut ops = Vec::new();
+        for row in rows {
+            let (idx, sealed) = row?;
+            ops.push(
+                self.sealer
+                    .open("roster_ops", &(idx as u64).to_be_bytes(), &sealed)?
+                    .to_vec(),
+            );
+        }
+        if ops.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Roster::verify_pinned(&ops, membership.genesis)?))
+    }
+
+    /// Stores an epoch key.
+    pub fn put_epoch_key(&mut self, key: &EpochKey) -> Result<(), StoreError> {
+        let slot = self.sealer.index("epoch", &key.epoch().to_be_bytes());
+        let mut plain = zeroize::Zeroizing::new(key.epoch().to_be_bytes().to_vec());
+        plain.extend_from_slice(&key.secret_bytes());
+        let sealed = self.sealer.seal("epoch_keys", &slot, &plain);
+        self.conn.execute(
+            "INSERT INTO epoch_keys (slot, key_sealed) VALUES (?1, ?2)
+             ON CONFLICT (slot) DO UPDATE SET key_sealed = excluded.key_sealed",
+            params![slot, sealed],
+        )?;
+        Ok(())
+    }
+
+    /// Every epoch key this device holds.
+    pub fn epoch_keys(&self) -> Result<EpochKeyring, StoreError> {
+        let mut ring = EpochKeyring::new();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT slot, key_sealed FROM epoch_keys")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        for row in rows {
+            let (slot, sealed) = row?;
+            let plain = self.sealer.open("epoch_keys", &slot, &sealed)?;
+            let bad = || StoreError::Corrupt("an epoch key is unreadable".into());
+            let (epoch, secret) = plain.split_at_checked(4).ok_or_else(bad)?;
+            let epoch = u32::from_be_bytes(epoch.try_into().map_err(|_| bad())?);
+            let secret = std::str::from_utf8(secret).map_err(|_| bad())?;
+            ring.insert(EpochKey::from_secret(epoch, secret).ok_or_else(bad)?);
+        }
+        Ok(ring)
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` so that a crash leaves either the old or the
+/// new file, never a mix: temp file, fsync, rename, fsync the directory.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut file = fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    if let Some(parent) = path.parent() {
+        fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}

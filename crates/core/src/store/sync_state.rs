@@ -1,0 +1,284 @@
+//! What the sync engine keeps in the device store: the outbox, this
+//! device's own envelope log, the heads seen per device, the team cursor,
+//! relay receipts and quarantined envelopes.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{DeviceStore, StoreError};
+use crate::envelope::SealedEnvelope;
+use crate::envelope::seal::CaseChange;
+use crate::ids::{CaseId, DeviceId, Digest};
+
+/// A local change waiting to be put in an envelope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// Position in the outbox.
+    pub id: i64,
+    /// The change.
+    pub change: CaseChange,
+}
+
+/// The last envelope applied from a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerHead {
+    /// The device.
+    pub device: DeviceId,
+    /// Its last applied seq.
+    pub seq: u64,
+    /// Id of that envelope.
+    pub id: Digest,
+}
+
+/// An envelope refused by a client-side check, kept for inspection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuarantinedEnvelope {
+    /// Position in the quarantine.
+    pub id: i64,
+    /// Why it was refused.
+    pub reason: String,
+    /// The envelope bytes as received.
+    pub envelope: Vec<u8>,
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("{what} record unreadable"))
+}
+
+impl DeviceStore {
+    /// Up to `limit` outbox entries, oldest first.
+    pub fn outbox(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, entry_sealed FROM outbox ORDER BY id LIMIT ?1")?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, sealed) = row?;
+            let plain = self.sealer.open("outbox", &id.to_be_bytes(), &sealed)?;
+            let (case, change) = plain
+                .split_at_checked(16)
+                .ok_or_else(|| corrupt("outbox"))?;
+            out.push(OutboxEntry {
+                id,
+                change: CaseChange {
+                    case: CaseId::from_slice(case).map_err(|_| corrupt("outbox"))?,
+                    change: change.to_vec(),
+                },
+            });
+        }
+        Ok(out)
+    }
+
+    /// Number of changes not yet in an envelope.
+    pub fn outbox_len(&self) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
+    /// Records a sealed envelope as the next of this device's log and
+    /// removes the outbox entries it carries, in one transaction. From now
+    /// on these exact bytes are what this seq means: a retry resends them.
+    pub fn commit_envelope(
+        &mut self,
+        envelope: &SealedEnvelope,
+        outbox_ids: &[i64],
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        let seq = envelope.header().seq;
+        let sealed = self
+            .sealer
+            .seal("own_log", &seq.to_be_bytes(), envelope.as_bytes());
+        tx.execute(
+            "INSERT INTO own_log (seq, envelope_sealed) VALUES (?1, ?2)",
+            params![seq as i64, sealed],
+        )?;
+        for id in outbox_ids {
+            tx.execute("DELETE FROM outbox WHERE id = ?1", [id])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// This device's last envelope: its seq and id.
+    pub fn own_head(&self) -> Result<Option<(u64, Digest)>, StoreError> {
+        let row: Option<(i64, Vec<u8>)> = self
+            .conn
+            .query_row(
+                "SELECT seq, envelope_sealed FROM own_log ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        row.map(|(seq, sealed)| {
+            let bytes = self
+                .sealer
+                .open("own_log", &(seq as u64).to_be_bytes(), &sealed)?;
+            Ok((seq as u64, Digest::of(&bytes)))
+        })
+        .transpose()
+    }
+
+    /// Envelopes of this device's log that the relay has not receipted.
+    pub fn unreceipted(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, envelope_sealed FROM own_log WHERE receipted = 0 ORDER BY seq")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, sealed) = row?;
+            out.push(
+                self.sealer
+                    .open("own_log", &(seq as u64).to_be_bytes(), &sealed)?
+                    .to_vec(),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Stores a relay receipt and marks the envelope it covers.
+    pub fn add_receipt(&mut self, seq: u64, receipt: &[u8]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        let next: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM receipts", [], |r| {
+            r.get(0)
+        })?;
+        let sealed = self.sealer.seal("receipts", &next.to_be_bytes(), receipt);
+        tx.execute(
+            "INSERT INTO receipts (id, receipt_sealed) VALUES (?1, ?2)",
+            params![next, sealed],
+        )?;
+        tx.execute(
+            "UPDATE own_log SET receipted = 1 WHERE seq = ?1",
+            [seq as i64],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every stored receipt, oldest first.
+    pub fn receipts(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, receipt_sealed FROM receipts ORDER BY id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, sealed) = row?;
+            out.push(
+                self.sealer
+                    .open("receipts", &id.to_be_bytes(), &sealed)?
+                    .to_vec(),
+            );
+        }
+        Ok(out)
+    }
+
+    /// The last applied envelope of `device`.
+    pub fn peer_head(&self, device: DeviceId) -> Result<Option<PeerHead>, StoreError> {
+        let key = self.sealer.index("device", device.as_bytes());
+        let sealed: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT head_sealed FROM peer_heads WHERE device_key = ?1",
+                [&key],
+                |r| r.get(0),
+            )
+            .optional()?;
+        sealed
+            .map(|s| {
+                let plain = self.sealer.open("peer_heads", &key, &s)?;
+                decode_head(&plain)
+            })
+            .transpose()
+    }
+
+    /// Records the last applied envelope of a device.
+    pub fn set_peer_head(&mut self, head: &PeerHead) -> Result<(), StoreError> {
+        let key = self.sealer.index("device", head.device.as_bytes());
+        let mut plain = head.device.as_bytes().to_vec();
+        plain.extend_from_slice(&head.seq.to_be_bytes());
+        plain.extend_from_slice(head.id.as_bytes());
+        let sealed = self.sealer.seal("peer_heads", &key, &plain);
+        self.conn.execute(
+            "INSERT INTO peer_heads (device_key, head_sealed) VALUES (?1, ?2)
+             ON CONFLICT (device_key) DO UPDATE SET head_sealed = excluded.head_sealed",
+            params![key, sealed],
+        )?;
+        Ok(())
+    }
+
+    /// The team-wide cursor up to which envelopes have been pulled.
+    pub fn cursor(&self) -> Result<u64, StoreError> {
+        Ok(match self.meta("cursor")? {
+            Some(bytes) => {
+                u64::from_be_bytes(bytes.as_slice().try_into().map_err(|_| corrupt("cursor"))?)
+            }
+            None => 0,
+        })
+    }
+
+    /// Moves the cursor.
+    pub fn set_cursor(&mut self, cursor: u64) -> Result<(), StoreError> {
+        self.put_meta("cursor", &cursor.to_be_bytes())
+    }
+
+    /// Keeps a refused envelope with the reason.
+    pub fn quarantine(&mut self, envelope: &[u8], reason: &str) -> Result<(), StoreError> {
+        let next: i64 =
+            self.conn
+                .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM quarantine", [], |r| {
+                    r.get(0)
+                })?;
+        let mut plain = (reason.len() as u32).to_be_bytes().to_vec();
+        plain.extend_from_slice(reason.as_bytes());
+        plain.extend_from_slice(envelope);
+        let sealed = self.sealer.seal("quarantine", &next.to_be_bytes(), &plain);
+        self.conn.execute(
+            "INSERT INTO quarantine (id, entry_sealed) VALUES (?1, ?2)",
+            params![next, sealed],
+        )?;
+        Ok(())
+    }
+
+    /// Every quarantined envelope.
+    pub fn quarantined(&self) -> Result<Vec<QuarantinedEnvelope>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, entry_sealed FROM quarantine ORDER BY id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, sealed) = row?;
+            let plain = self.sealer.open("quarantine", &id.to_be_bytes(), &sealed)?;
+            let (len, rest) = plain
+                .split_at_checked(4)
+                .ok_or_else(|| corrupt("quarantine"))?;
+            let len =
+                u32::from_be_bytes(len.try_into().map_err(|_| corrupt("quarantine"))?) as usize;
+            let (reason, envelope) = rest
+                .split_at_checked(len)
+                .ok_or_else(|| corrupt("quarantine"))?;
+            out.push(QuarantinedEnvelope {
+                id,
+                reason: String::from_utf8_lossy(reason).into_owned(),
+                envelope: envelope.to_vec(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn decode_head(plain: &[u8]) -> Result<PeerHead, StoreError> {
+    if plain.len() != 16 + 8 + 32 {
+        return Err(corrupt("peer head"));
+    }
+    Ok(PeerHead {
+        device: DeviceId::from_slice(&plain[..16]).map_err(|_| corrupt("peer head"))?,
+        seq: u64::from_be_bytes(plain[16..24].try_into().map_err(|_| corrupt("peer head"))?),
+        id: Digest::from_slice(&plain[24..]).map_err(|_| corrupt("peer head"))?,
+    })
+}

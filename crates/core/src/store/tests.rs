@@ -1,0 +1,253 @@
+//! Device store: nothing readable at rest, wrong passphrase vs damage,
+//! atomic edits, and the sync-engine tables.
+
+use std::path::Path;
+
+use super::*;
+use crate::case::testing::{at, case, staff};
+use crate::case::{Note, new_item_id};
+use crate::envelope::seal::CaseChange;
+use crate::ids::DeviceId;
+use crate::keys::EpochKey;
+
+const WORK: WorkFactor = WorkFactor::Fixed(4);
+const LATIN: &str = "CANARY-LATIN-5f1e2d";
+const ARABIC: &str = "كناري-سري-٧٣٩";
+
+fn pass(s: &str) -> Passphrase {
+    Passphrase::new(s.to_owned())
+}
+
+/// Every file under `dir` (database, -wal, -shm, journals, temp files)
+/// in which `needle` occurs.
+fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
+    let mut hits = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            hits.extend(files_containing(&path, needle));
+            continue;
+        }
+        let bytes = fs::read(&path).unwrap();
+        if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+            hits.push(path.display().to_string());
+        }
+    }
+    hits
+}
+
+/// Records cases and edits carrying both canaries.
+fn write_canaries(store: &mut DeviceStore) {
+    for round in 0..3 {
+        let id = store
+            .record_intake(&case(&format!("{LATIN} {ARABIC} intake {round}")))
+            .unwrap();
+        store
+            .edit_case(id, |doc| {
+                doc.add_note(&Note {
+                    id: new_item_id(),
+                    author: staff("QAY-FO-07"),
+                    at: at(60),
+                    text: format!("{LATIN} / {ARABIC}"),
+                })
+                .map(Some)
+            })
+            .unwrap();
+        store
+            .edit_case(id, |doc| {
+                doc.set_field("status.closure_reason", &format!("{ARABIC} {LATIN}"))
+            })
+            .unwrap();
+    }
+}
+
+#[test]
+fn nothing_readable_at_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store =
+        DeviceStore::create(dir.path(), DeviceKeys::generate(), &pass("pw"), WORK).unwrap();
+    write_canaries(&mut store);
+    // While the store is open the WAL holds the recent pages.
+    assert!(dir.path().join("store.sqlite-wal").exists());
+    for canary in [LATIN, ARABIC] {
+        assert_eq!(files_containing(dir.path(), canary), Vec::<String>::new());
+    }
+    drop(store);
+    for canary in [LATIN, ARABIC] {
+        assert_eq!(files_containing(dir.path(), canary), Vec::<String>::new());
+    }
+    // And the data is all there after unlocking again.
+    let store = DeviceStore::unlock(dir.path(), &pass("pw")).unwrap();
+    let cases = store.cases().unwrap();
+    assert_eq!(cases.len(), 3);
+    assert!(cases[0].case.notes.iter().any(|n| n.text.contains(ARABIC)));
+}
+
+/// The same scan finds the canaries when sealing is switched off, so the
+/// test above is able to fail.
+#[test]
+fn the_scan_finds_canaries_when_protection_is_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store =
+        DeviceStore::create_unsealed_for_tests(dir.path(), DeviceKeys::generate()).unwrap();
+    write_canaries(&mut store);
+    assert!(!files_containing(dir.path(), LATIN).is_empty());
+    assert!(!files_containing(dir.path(), ARABIC).is_empty());
+}
+
+#[test]
+fn wrong_passphrase_is_not_damage_and_damage_is_not_a_wrong_passphrase() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(DeviceStore::create(dir.path(), DeviceKeys::generate(), &pass("right"), WORK).unwrap());
+    assert!(matches!(
+        DeviceStore::unlock(dir.path(), &pass("wrong")),
+        Err(StoreError::Keystore(KeystoreError::WrongPassphrase))
+    ));
+    // Truncated database.
+    let db = dir.path().join(DATABASE_FILE);
+    let original = fs::read(&db).unwrap();
+    fs::write(&db, &original[..original.len() / 3]).unwrap();
+    assert!(matches!(
+        DeviceStore::unlock(dir.path(), &pass("right")),
+        Err(StoreError::Corrupt(_))
+    ));
+    // Garbage database.
+    fs::write(&db, vec![0x5a; 8192]).unwrap();
+    assert!(matches!(
+        DeviceStore::unlock(dir.path(), &pass("right")),
+        Err(StoreError::Corrupt(_))
+    ));
+    // Missing database.
+    fs::remove_file(&db).unwrap();
+    assert!(matches!(
+        DeviceStore::unlock(dir.path(), &pass("right")),
+        Err(StoreError::Corrupt(_))
+    ));
+    // Damaged keystore.
+    fs::write(
+        dir.path().join(KEYSTORE_FILE),
+        b"age-encryption.org/v1\n-> x",
+    )
+    .unwrap();
+    assert!(matches!(
+        DeviceStore::unlock(dir.path(), &pass("right")),
+        Err(StoreError::Keystore(KeystoreError::Corrupt(_)))
+    ));
+}
+
+#[test]
+fn a_database_from_another_device_is_refused() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    drop(DeviceStore::create(a.path(), DeviceKeys::generate(), &pass("pw"), WORK).unwrap());
+    drop(DeviceStore::create(b.path(), DeviceKeys::generate(), &pass("pw"), WORK).unwrap());
+    fs::copy(b.path().join(DATABASE_FILE), a.path().join(DATABASE_FILE)).unwrap();
+    assert!(matches!(
+        DeviceStore::unlock(a.path(), &pass("pw")),
+        Err(StoreError::Corrupt(_))
+    ));
+}
+
+#[test]
+fn not_initialised_and_already_initialised() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        DeviceStore::unlock(dir.path(), &pass("pw")),
+        Err(StoreError::NotInitialised(_))
+    ));
+    drop(DeviceStore::create(dir.path(), DeviceKeys::generate(), &pass("pw"), WORK).unwrap());
+    assert!(matches!(
+        DeviceStore::create(dir.path(), DeviceKeys::generate(), &pass("pw"), WORK),
+        Err(StoreError::AlreadyInitialised(_))
+    ));
+}
+
+#[test]
+fn a_failed_edit_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store =
+        DeviceStore::create(dir.path(), DeviceKeys::generate(), &pass("pw"), WORK).unwrap();
+    let id = store.record_intake(&case("x")).unwrap();
+    assert_eq!(store.outbox_len().unwrap(), 1);
+    assert!(
+        store
+            .edit_case(id, |doc| doc.set_field("status.state", "closed"))
+            .is_err()
+    );
+    assert_eq!(store.outbox_len().unwrap(), 1);
+    assert!(
+        store
+            .edit_case(id, |doc| doc.set_field("risk.level", "high"))
+            .map(|changed| !changed)
+            .unwrap()
+    );
+    assert!(
+        store
+            .edit_case(id, |doc| doc.set_field("risk.level", "low"))
+            .unwrap()
+    );
+    assert_eq!(store.outbox_len().unwrap(), 2);
+    let unknown = crate::ids::CaseId::random();
+    assert!(matches!(
+        store.edit_case(unknown, |doc| doc.set_field("risk.level", "low")),
+        Err(StoreError::UnknownCase(_))
+    ));
+}
+
+#[test]
+fn passphrase_change_keeps_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store =
+        DeviceStore::create(dir.path(), DeviceKeys::generate(), &pass("old"), WORK).unwrap();
+    store.record_intake(&case("x")).unwrap();
+    store.change_passphrase(&pass("new"), WORK).unwrap();
+    drop(store);
+    assert!(DeviceStore::unlock(dir.path(), &pass("old")).is_err());
+    assert_eq!(
+        DeviceStore::unlock(dir.path(), &pass("new"))
+            .unwrap()
+            .cases()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn changes_from_other_devices_apply_and_sync_state_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store =
+        DeviceStore::create(dir.path(), DeviceKeys::generate(), &pass("pw"), WORK).unwrap();
+    // A case made elsewhere arrives as changes.
+    let remote = case("from the field");
+    let (_, change) = crate::case::CaseDoc::create(&remote, DeviceId::from_bytes([4; 16])).unwrap();
+    let incoming = CaseChange {
+        case: remote.case_id,
+        change,
+    };
+    store.apply_changes(&[incoming.clone(), incoming]).unwrap();
+    assert_eq!(store.case(remote.case_id).unwrap().case, remote);
+    assert_eq!(
+        store.outbox_len().unwrap(),
+        0,
+        "received changes are not re-sent"
+    );
+
+    let head = PeerHead {
+        device: DeviceId::from_bytes([4; 16]),
+        seq: 9,
+        id: Digest::of(b"e"),
+    };
+    store.set_peer_head(&head).unwrap();
+    assert_eq!(store.peer_head(head.device).unwrap(), Some(head));
+    store.set_cursor(42).unwrap();
+    assert_eq!(store.cursor().unwrap(), 42);
+    store.quarantine(b"bytes", "bad signature").unwrap();
+    assert_eq!(store.quarantined().unwrap()[0].reason, "bad signature");
+    let key = EpochKey::generate(3);
+    store.put_epoch_key(&key).unwrap();
+    assert_eq!(
+        store.epoch_keys().unwrap().get(3).unwrap().recipient(),
+        key.recipient()
+    );
+}
