@@ -16,11 +16,12 @@
 #[cfg(feature = "client")]
 pub mod seal;
 
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, VerifyingKey};
 
 use crate::agefile::{self, AgeLimits};
 use crate::error::{EnvelopeError, WireError};
 use crate::ids::{DeviceId, Digest, TeamId};
+use crate::keys::DeviceKeys;
 use crate::wire::Reader;
 
 /// The only envelope format version this build reads and writes.
@@ -204,12 +205,12 @@ impl SealedEnvelope {
         Ok(Self { header, bytes })
     }
 
-    /// Signs `body` under `header` with the device key and assembles the envelope.
-    /// `header.body_len` is set from `body`.
+    /// Signs `body` under `header` with the device's key and assembles the
+    /// envelope. `header.body_len` is set from `body`.
     pub fn sign(
         mut header: EnvelopeHeader,
         body: &[u8],
-        key: &SigningKey,
+        device: &DeviceKeys,
     ) -> Result<Self, EnvelopeError> {
         header.body_len = u32::try_from(body.len()).map_err(|_| EnvelopeError::Oversized {
             len: body.len(),
@@ -217,7 +218,9 @@ impl SealedEnvelope {
         })?;
         header.check()?;
         let header_bytes = header.encode();
-        let signature = key.sign(&signed_message(&header_bytes, body));
+        let signature = device
+            .signing_key()
+            .sign(&signed_message(&header_bytes, body));
         let mut bytes = Vec::with_capacity(HEADER_LEN + SIGNATURE_LEN + body.len());
         bytes.extend_from_slice(&header_bytes);
         bytes.extend_from_slice(&signature.to_bytes());

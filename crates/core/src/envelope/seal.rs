@@ -66,7 +66,7 @@ pub fn seal(
         .map_err(|_| EnvelopeError::EncryptFailed)?;
     let padded = Zeroizing::new(padding::pad(&compressed));
     let body = age::encrypt(epoch_recipient, &padded).map_err(|_| EnvelopeError::EncryptFailed)?;
-    SealedEnvelope::sign(header, &body, device.signing_key())
+    SealedEnvelope::sign(header, &body, device)
 }
 
 /// Verifies and decrypts an envelope of `team` written by the device

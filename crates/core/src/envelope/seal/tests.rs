@@ -59,12 +59,7 @@ impl Fixture {
     fn seal_raw(&self, plaintext: &[u8]) -> SealedEnvelope {
         let recipient = self.keys.get(1).unwrap().recipient();
         let body = age::encrypt(&recipient, plaintext).unwrap();
-        SealedEnvelope::sign(
-            self.header(1, Digest::ZERO),
-            &body,
-            self.device.signing_key(),
-        )
-        .unwrap()
+        SealedEnvelope::sign(self.header(1, Digest::ZERO), &body, sel & f.device).unwrap()
     }
 }
 
@@ -261,7 +256,7 @@ fn plaintext_body_is_not_an_age_file() {
     let env = SealedEnvelope::sign(
         f.header(1, Digest::ZERO),
         br#"{"survivor_code":"NP-QAY-7KX3"}"#,
-        f.device.signing_key(),
+        &f.device,
     )
     .unwrap();
     assert!(matches!(

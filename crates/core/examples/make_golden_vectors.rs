@@ -1,0 +1,244 @@
+//! Writes the golden test vectors under `crates/core/tests/data/`.
+//!
+//! Run once when the format changes on purpose (and bump the version):
+//! `cargo run -p amana-core --example make_golden_vectors`. The vectors
+//! are then committed and `tests/golden.rs` checks that this build still
+//! reads every valid one and rejects every `fail_*` one with its error.
+//! Only the public API is used, so the vectors are what any client makes.
+
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+
+use age::x25519;
+use amana_core::envelope::seal::{CaseChange, seal};
+use amana_core::envelope::{EnvelopeHeader, Kind, SealedEnvelope};
+use amana_core::keys::delivery::KeyEnvelope;
+use amana_core::keys::keystore::{self, Passphrase, WorkFactor};
+use amana_core::keys::{DeviceKeys, EpochKey};
+use amana_core::roster::{DeviceEntry, Role, Roster, RosterChange};
+use amana_core::{CaseId, Digest, TeamId};
+
+const PASSPHRASE: &str = "amana golden vectors";
+
+fn main() {
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    fs::create_dir_all(&out).unwrap();
+    let write = |name: &str, bytes: &[u8]| fs::write(out.join(name), bytes).unwrap();
+
+    let admin = DeviceKeys::generate();
+    let device = DeviceKeys::generate();
+    let epoch = EpochKey::generate(1);
+    let team = TeamId::random();
+    let mut roster = Roster::create(team, &admin, Vec::new(), epoch.recipient()).unwrap();
+    let field = DeviceEntry {
+        signing_key: device.verifying_key(),
+        recipient: device.recipient(),
+        role: Role::Field,
+        label: age::encrypt(
+            &epoch.recipient(),
+            "Field officer 1 / ضابط ميداني ١".as_bytes(),
+        )
+        .unwrap(),
+    };
+    roster
+        .append(RosterChange::AddDevice(field.clone()), &admin)
+        .unwrap();
+
+    let pw = Passphrase::new(PASSPHRASE.to_owned());
+    write(
+        "device.keystore",
+        &keystore::seal(&device, &pw, WorkFactor::Fixed(4)).unwrap(),
+    );
+    let mut roster_bytes = Vec::new();
+    for op in roster.ops() {
+        roster_bytes.extend_from_slice(&(op.as_bytes().len() as u32).to_be_bytes());
+        roster_bytes.extend_from_slice(op.as_bytes());
+    }
+    write("roster.bin", &roster_bytes);
+    write(
+        "epoch1.keyenv",
+        KeyEnvelope::seal(team, &epoch, &field, &admin)
+            .unwrap()
+            .as_bytes(),
+    );
+
+    let header = |seq: u64, prev: Digest| EnvelopeHeader {
+        kind: Kind::Changes,
+        team,
+        device: device.device_id(),
+        seq,
+        prev,
+        epoch: 1,
+        body_len: 0,
+    };
+    let changes1 = vec![
+        CaseChange {
+            case: CaseId::from_bytes([0x11; 16]),
+            change: "تغيير أول: ابتزاز عبر واتساب".as_bytes().to_vec(),
+        },
+        CaseChange {
+            case: CaseId::from_bytes([0x22; 16]),
+            change: b"second change".to_vec(),
+        },
+    ];
+    let changes2 = vec![CaseChange {
+        case: CaseId::from_bytes([0x11; 16]),
+        change: vec![0u8; 3000],
+    }];
+    let env1 = seal(
+        header(1, Digest::ZERO),
+        &changes1,
+        &epoch.recipient(),
+        &device,
+    )
+    .unwrap();
+    let env2 = seal(header(2, env1.id()), &changes2, &epoch.recipient(), &device).unwrap();
+    write("valid_seq1.env", env1.as_bytes());
+    write("valid_seq2.env", env2.as_bytes());
+    let expected = |changes: &[CaseChange]| {
+        changes
+            .iter()
+            .map(|c| format!("{} {}\n", c.case, hex::encode(&c.change)))
+            .collect::<String>()
+    };
+    write("valid_seq1.expect", expected(&changes1).as_bytes());
+    write("valid_seq2.expect", expected(&changes2).as_bytes());
+
+    // Failures: each must be rejected with the error named in fail.manifest.
+    let sign = |h: EnvelopeHeader, body: &[u8]| {
+        SealedEnvelope::sign(h, body, &device).unwrap().into_bytes()
+    };
+    let raw = |plaintext: &[u8]| age::encrypt(&epoch.recipient(), plaintext).unwrap();
+    let inner = |h: &EnvelopeHeader| h.encode()[..78].to_vec();
+    let mut manifest = String::new();
+    let mut fail = |name: &str, error: &str, bytes: Vec<u8>| {
+        write(&format!("fail_{name}.env"), &bytes);
+        manifest.push_str(&format!("fail_{name}.env {error}\n"));
+    };
+
+    let mut bad_sig = env1.as_bytes().to_vec();
+    let last = bad_sig.len() - 1;
+    bad_sig[last] ^= 0x01;
+    fail("bad_signature", "BadSignature", bad_sig);
+
+    let mut wrong_inner = inner(&header(2, Digest::of(b"x")));
+    wrong_inner.extend_from_slice(&0u32.to_be_bytes());
+    fail(
+        "header_mismatch",
+        "HeaderMismatch",
+        sign(header(1, Digest::ZERO), &raw(&pad(&deflate(&wrong_inner)))),
+    );
+
+    let mut epoch2 = header(1, Digest::ZERO);
+    epoch2.epoch = 2;
+    fail(
+        "unknown_epoch",
+        "UnknownEpoch",
+        sign(epoch2, &raw(&pad(&deflate(b"")))),
+    );
+
+    let mut other_team = header(1, Digest::ZERO);
+    other_team.team = TeamId::from_bytes([0xee; 16]);
+    fail(
+        "wrong_team",
+        "WrongTeam",
+        sign(other_team, &raw(&pad(&deflate(b"")))),
+    );
+
+    fail(
+        "truncated",
+        "Truncated",
+        env1.as_bytes()[..env1.as_bytes().len() - 10].to_vec(),
+    );
+    let mut trailing = env1.as_bytes().to_vec();
+    trailing.extend_from_slice(b"\0\0");
+    fail("trailing_bytes", "TrailingBytes", trailing);
+
+    fail(
+        "not_age",
+        "Body(NotAgeFile)",
+        sign(
+            header(1, Digest::ZERO),
+            br#"{"survivor_code":"NP-QAY-7KX3","note":"plaintext"}"#,
+        ),
+    );
+
+    let mut oversized = env1.as_bytes().to_vec();
+    oversized[78..82].copy_from_slice(&(64u32 * 1024 * 1024).to_be_bytes());
+    fail("oversized", "Oversized", oversized);
+
+    let many: Vec<x25519::Recipient> = (0..10)
+        .map(|_| x25519::Identity::generate().to_public())
+        .collect();
+    let encryptor =
+        age::Encryptor::with_recipients(many.iter().map(|r| r as &dyn age::Recipient)).unwrap();
+    let mut body = Vec::new();
+    let mut w = encryptor.wrap_output(&mut body).unwrap();
+    std::io::Write::write_all(&mut w, b"x").unwrap();
+    w.finish().unwrap();
+    fail(
+        "too_many_stanzas",
+        "Body(TooManyStanzas",
+        sign(header(1, Digest::ZERO), &body),
+    );
+
+    fail(
+        "padding_invalid",
+        "PaddingInvalid",
+        sign(
+            header(1, Digest::ZERO),
+            &raw(b"\xff\xff\xff\xffno padding here"),
+        ),
+    );
+
+    let stranger = x25519::Identity::generate().to_public();
+    fail(
+        "decrypt",
+        "DecryptFailed",
+        sign(
+            header(1, Digest::ZERO),
+            &age::encrypt(&stranger, &pad(&deflate(&inner(&header(1, Digest::ZERO))))).unwrap(),
+        ),
+    );
+
+    let mut version = env1.as_bytes().to_vec();
+    version[0] = 2;
+    fail("unsupported_version", "UnsupportedVersion", version);
+
+    let mut payload = inner(&header(1, Digest::ZERO));
+    payload.extend_from_slice(&9u32.to_be_bytes());
+    fail(
+        "payload_malformed",
+        "Payload",
+        sign(header(1, Digest::ZERO), &raw(&pad(&deflate(&payload)))),
+    );
+
+    write("fail.manifest", manifest.as_bytes());
+    println!("wrote golden vectors to {}", out.display());
+}
+
+fn deflate(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::DeflateEncoder::new(data, flate2::Compression::default())
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+/// The padding of `docs/protocol.md`: length ‖ data ‖ zeros to the Padmé size.
+fn pad(data: &[u8]) -> Vec<u8> {
+    let len = data.len() + 4;
+    let total = if len <= 256 {
+        256
+    } else {
+        let e = usize::BITS - 1 - len.leading_zeros();
+        let s = u32::BITS - e.leading_zeros();
+        let mask = (1usize << (e - s)) - 1;
+        (len + mask) & !mask
+    };
+    let mut out = (data.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(data);
+    out.resize(total, 0);
+    out
+}

@@ -1,0 +1,128 @@
+//! Golden vectors: the frozen wire formats. Every valid vector must still
+//! open to its recorded contents; every `fail_*` vector must be rejected
+//! with the error named in `fail.manifest`. Regenerate only on purpose:
+//! `cargo run -p amana-core --example make_golden_vectors`.
+
+use std::fs;
+use std::path::PathBuf;
+
+use amana_core::envelope::seal::open;
+use amana_core::envelope::{EnvelopeLimits, SealedEnvelope};
+use amana_core::keys::EpochKeyring;
+use amana_core::keys::delivery::KeyEnvelope;
+use amana_core::keys::keystore::{self, Passphrase};
+use amana_core::roster::Roster;
+use amana_core::{EnvelopeError, KeyEnvelopeError};
+
+fn data(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name);
+    fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+struct Vectors {
+    roster: Roster,
+    keys: EpochKeyring,
+    device: amana_core::keys::DeviceKeys,
+}
+
+fn load() -> Vectors {
+    let device = keystore::open(
+        &data("device.keystore"),
+        &Passphrase::new("amana golden vectors".to_owned()),
+    )
+    .expect("golden keystore opens");
+    let bytes = data("roster.bin");
+    let mut ops = Vec::new();
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+        ops.push(rest[4..4 + len].to_vec());
+        rest = &rest[4 + len..];
+    }
+    let roster = Roster::verify(&ops).expect("golden roster verifies");
+    let key = KeyEnvelope::parse(data("epoch1.keyenv"))
+        .unwrap()
+        .open(&roster, &device)
+        .expect("golden key envelope opens");
+    let mut keys = EpochKeyring::new();
+    keys.insert(key);
+    Vectors {
+        roster,
+        keys,
+        device,
+    }
+}
+
+fn open_vector(
+    v: &Vectors,
+    bytes: Vec<u8>,
+) -> Result<amana_core::envelope::seal::OpenedEnvelope, EnvelopeError> {
+    let env = SealedEnvelope::parse(bytes, &EnvelopeLimits::default())?;
+    let author = v
+        .roster
+        .device(&env.header().device)
+        .expect("vectors are written by the roster's field device")
+        .entry
+        .signing_key;
+    open(&env, v.roster.team(), &author, &v.keys)
+}
+
+#[test]
+fn valid_vectors_open_to_their_recorded_contents() {
+    let v = load();
+    let mut prev = None;
+    for name in ["valid_seq1", "valid_seq2"] {
+        let bytes = data(&format!("{name}.env"));
+        let env = SealedEnvelope::parse(bytes.clone(), &EnvelopeLimits::default()).unwrap();
+        v.roster.check_author(env.header()).unwrap();
+        if let Some(prev) = prev {
+            assert_eq!(
+                env.header().prev,
+                prev,
+                "{name} chains to the previous vector"
+            );
+        }
+        let opened = open_vector(&v, bytes).unwrap();
+        let shown: String = opened
+            .changes
+            .iter()
+            .map(|c| format!("{} {}\n", c.case, hex::encode(&c.change)))
+            .collect();
+        let expected = String::from_utf8(data(&format!("{name}.expect"))).unwrap();
+        assert_eq!(shown, expected, "{name}");
+        prev = Some(opened.id);
+    }
+}
+
+#[test]
+fn every_fail_vector_is_rejected_with_its_error() {
+    let v = load();
+    let manifest = String::from_utf8(data("fail.manifest")).unwrap();
+    let mut count = 0;
+    for line in manifest.lines() {
+        let (file, expected) = line.split_once(' ').unwrap();
+        let result = open_vector(&v, data(file));
+        let err = result.expect_err(file);
+        let shown = format!("{err:?}");
+        assert!(
+            shown.starts_with(expected),
+            "{file}: expected {expected}, got {shown}"
+        );
+        count += 1;
+    }
+    assert!(count >= 13, "manifest lists every failure class");
+}
+
+#[test]
+fn golden_key_envelope_refuses_another_device() {
+    let v = load();
+    let other = amana_core::keys::DeviceKeys::generate();
+    let env = KeyEnvelope::parse(data("epoch1.keyenv")).unwrap();
+    assert_eq!(
+        env.open(&v.roster, &other).unwrap_err(),
+        KeyEnvelopeError::Misaddressed
+    );
+    assert!(env.open(&v.roster, &v.device).is_ok());
+}
