@@ -34,7 +34,7 @@ proptest! {
         let _ = SealedEnvelope::parse(with_prefix(&[1, 1], input.clone()), &EnvelopeLimits::default());
         let _ = RosterOp::decode(&input, 0);
         let _ = RosterOp::decode(&with_prefix(&[1], input.clone()), 0);
-        let _ = Roster::verify(&[input.clone()]);
+        let _ = Roster::verify(std::slice::from_ref(&input));
         let _ = KeyEnvelope::parse(input.clone());
         let _ = KeyEnvelope::parse(with_prefix(&[1], input.clone()));
         let _ = CaseDoc::load(&input, DeviceId::from_bytes([1; 16]));

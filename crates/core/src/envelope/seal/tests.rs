@@ -59,7 +59,7 @@ impl Fixture {
     fn seal_raw(&self, plaintext: &[u8]) -> SealedEnvelope {
         let recipient = self.keys.get(1).unwrap().recipient();
         let body = age::encrypt(&recipient, plaintext).unwrap();
-        SealedEnvelope::sign(self.header(1, Digest::ZERO), &body, sel & f.device).unwrap()
+        SealedEnvelope::sign(self.header(1, Digest::ZERO), &body, &self.device).unwrap()
     }
 }
 
