@@ -251,3 +251,39 @@ fn changes_from_other_devices_apply_and_sync_state_round_trips() {
         key.recipient()
     );
 }
+
+#[test]
+fn own_log_outbox_and_receipts() {
+    use crate::envelope::seal::seal;
+    use crate::envelope::{EnvelopeHeader, Kind};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut store =
+        DeviceStore::create(dir.path(), DeviceKeys::generate(), &pass("pw"), WORK).unwrap();
+    store.record_intake(&case("a")).unwrap();
+    store.record_intake(&case("b")).unwrap();
+    let pending = store.outbox(10).unwrap();
+    assert_eq!(pending.len(), 2);
+    let epoch = EpochKey::generate(1);
+    let header = EnvelopeHeader {
+        kind: Kind::Changes,
+        team: TeamId::random(),
+        device: store.keys().device_id(),
+        seq: 1,
+        prev: Digest::ZERO,
+        epoch: 1,
+        body_len: 0,
+    };
+    let changes: Vec<_> = pending.iter().map(|e| e.change.clone()).collect();
+    let env = seal(header, &changes, &epoch.recipient(), store.keys()).unwrap();
+    let ids: Vec<i64> = pending.iter().map(|e| e.id).collect();
+    store.commit_envelope(&env, &ids).unwrap();
+    assert_eq!(store.outbox_len().unwrap(), 0);
+    assert_eq!(store.own_head().unwrap(), Some((1, env.id())));
+    assert_eq!(store.unreceipted().unwrap(), vec![env.as_bytes().to_vec()]);
+    // The same seq cannot be written twice with other bytes.
+    assert!(store.commit_envelope(&env, &[]).is_err());
+    store.add_receipt(1, b"receipt").unwrap();
+    assert!(store.unreceipted().unwrap().is_empty());
+    assert_eq!(store.receipts().unwrap(), vec![b"receipt".to_vec()]);
+}
