@@ -1,6 +1,6 @@
 //! Amana core: the sealed case log.
 //!
-//! - [`ids`], [`envelope`], [`roster`], [`keys`] and [`agefile`]: the wire
+//! - [`ids`], [`envelope`], [`roster`], [`keys`], [`receipt`] and [`agefile`]: the wire
 //!   formats and their checks. This is all the relay links (build with
 //!   `default-features = false`): it parses and verifies, never decrypts.
 //! - With the `client` feature (default): sealing and opening envelopes,
@@ -23,6 +23,7 @@ pub mod keys;
 #[cfg(feature = "client")]
 mod padding;
 mod random;
+pub mod receipt;
 pub mod roster;
 #[cfg(feature = "client")]
 pub mod store;

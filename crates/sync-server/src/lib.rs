@@ -1,0 +1,12 @@
+//! amana-relay: a blind, append-only store of signed, encrypted envelopes.
+//!
+//! The relay links only the format layer of `amana-core` (parsing and
+//! signature checks); it holds no key that decrypts anything and stores
+//! only what `docs/relay-schema.md` lists.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod ingest;
+pub mod relay_key;
+pub mod store;

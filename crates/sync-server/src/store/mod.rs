@@ -1,0 +1,205 @@
+//! Relay storage behind one trait, so the embedded SQLite store and the
+//! PostgreSQL store (a later issue) are two implementations of the same
+//! contract, not two relays.
+//!
+//! The store only ever names sealed things: envelope bytes, roster
+//! operations, key envelopes and the plaintext metadata the threat model
+//! allows (ids, seqs, epochs, cursors). The checks that need the roster
+//! (signatures, authors) run before the store is called; the store enforces
+//! what must be atomic with the write: chain continuity, idempotence,
+//! equivocation evidence and quotas.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use amana_core::{DeviceId, Digest, TeamId};
+
+/// An envelope that passed every check and is ready to append.
+#[derive(Clone, Debug)]
+pub struct NewEnvelope<'a> {
+    /// Author device.
+    pub device: DeviceId,
+    /// Its seq.
+    pub seq: u64,
+    /// Its prev (must equal the current head's id).
+    pub prev: Digest,
+    /// Its epoch.
+    pub epoch: u32,
+    /// SHA-256 of the bytes.
+    pub id: Digest,
+    /// The envelope.
+    pub bytes: &'a [u8],
+}
+
+/// What an append did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Appended {
+    /// Stored at this cursor.
+    New {
+        /// Team-wide cursor.
+        cursor: u64,
+    },
+    /// The same bytes were already stored at this cursor; nothing changed.
+    Duplicate {
+        /// Team-wide cursor.
+        cursor: u64,
+    },
+}
+
+impl Appended {
+    /// The cursor of the envelope either way.
+    pub fn cursor(self) -> u64 {
+        match self {
+            Appended::New { cursor } | Appended::Duplicate { cursor } => cursor,
+        }
+    }
+}
+
+/// A stored envelope and its cursor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEnvelope {
+    /// Team-wide cursor.
+    pub cursor: u64,
+    /// The envelope bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// The last accepted envelope of a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// The device.
+    pub device: DeviceId,
+    /// Its last accepted seq.
+    pub seq: u64,
+    /// That envelope's id.
+    pub id: Digest,
+}
+
+/// Why the store refused or failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No such team on this relay.
+    #[error("unknown team {0}")]
+    UnknownTeam(TeamId),
+    /// The team already exists.
+    #[error("team {0} already exists")]
+    TeamExists(TeamId),
+    /// The relay holds its maximum number of teams.
+    #[error("this relay holds its maximum of {max} teams")]
+    TooManyTeams {
+        /// The limit.
+        max: u64,
+    },
+    /// The team's storage quota is used up.
+    #[error("team storage quota of {max} bytes is used up")]
+    TeamFull {
+        /// The limit.
+        max: u64,
+    },
+    /// A roster operation was appended at the wrong index.
+    #[error("roster has {expected} operations; an operation at index {found} does not extend it")]
+    RosterConflict {
+        /// Current length of the roster.
+        expected: u64,
+        /// Index of the refused operation.
+        found: u64,
+    },
+    /// The envelope does not follow the device's head.
+    #[error("device {device} expects seq {expected} next")]
+    Gap {
+        /// The device.
+        device: DeviceId,
+        /// The seq the relay expects.
+        expected: u64,
+    },
+    /// The envelope's prev is not the device's head.
+    #[error("envelope {seq} of device {device} does not chain to the stored head")]
+    PrevMismatch {
+        /// The device.
+        device: DeviceId,
+        /// Its seq.
+        seq: u64,
+    },
+    /// Different bytes at an existing (device, seq); both are kept.
+    #[error("device {device} already has a different envelope at seq {seq}")]
+    Equivocation {
+        /// The device.
+        device: DeviceId,
+        /// The seq.
+        seq: u64,
+    },
+    /// The database holds something this build cannot read.
+    #[error("relay database is damaged: {0}")]
+    Corrupt(String),
+    /// The database failed (disk full, locked, unreachable).
+    #[error("relay database failed: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Relay storage. Every method is atomic.
+pub trait RelayStore: Send + Sync + 'static {
+    /// Creates a team from its genesis operation (already verified).
+    fn create_team(
+        &self,
+        team: TeamId,
+        genesis: &[u8],
+        now: u64,
+        max_teams: u64,
+    ) -> Result<(), StoreError>;
+
+    /// The team's roster operations, in order.
+    fn roster(&self, team: TeamId) -> Result<Vec<Vec<u8>>, StoreError>;
+
+    /// Appends a roster operation (already verified against the stored
+    /// roster) if the roster still has `index` operations.
+    fn append_roster_op(&self, team: TeamId, index: u64, op: &[u8]) -> Result<(), StoreError>;
+
+    /// Appends an envelope: idempotent for the same bytes, equivocation
+    /// evidence for different bytes at an existing seq, otherwise only as
+    /// the device's next seq chained to its head, within the team quota.
+    fn append_envelope(
+        &self,
+        team: TeamId,
+        envelope: &NewEnvelope<'_>,
+        now: u64,
+        max_team_bytes: u64,
+    ) -> Result<Appended, StoreError>;
+
+    /// Up to `limit` envelopes with cursor greater than `after`, in order.
+    fn envelopes_after(
+        &self,
+        team: TeamId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEnvelope>, StoreError>;
+
+    /// The envelope a device wrote at `seq`, if stored.
+    fn envelope_at(
+        &self,
+        team: TeamId,
+        device: DeviceId,
+        seq: u64,
+    ) -> Result<Option<StoredEnvelope>, StoreError>;
+
+    /// Every device's head.
+    fn heads(&self, team: TeamId) -> Result<Vec<Head>, StoreError>;
+
+    /// Equivocation evidence for a device: (seq, envelope bytes).
+    fn equivocations(
+        &self,
+        team: TeamId,
+        device: DeviceId,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+
+    /// Records a request nonce until `expires_at`; `false` if it was
+    /// already used (a replay). Expired nonces are forgotten.
+    fn use_nonce(
+        &self,
+        device: DeviceId,
+        nonce: [u8; 16],
+        expires_at: u64,
+        now: u64,
+    ) -> Result<bool, StoreError>;
+}

@@ -1,0 +1,410 @@
+//! The embedded relay store: one SQLite file in WAL mode with
+//! `synchronous=FULL`, so an envelope is durable before its receipt is sent.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use amana_core::{DeviceId, Digest, TeamId};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::{Appended, Head, NewEnvelope, RelayStore, StoreError, StoredEnvelope};
+
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
+
+/// The SQLite implementation of [`RelayStore`].
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteStore")
+    }
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+    match e.sqlite_error_code() {
+        Some(DatabaseCorrupt | NotADatabase) => StoreError::Corrupt(e.to_string()),
+        _ => StoreError::Backend(Box::new(e)),
+    }
+}
+
+fn blob_id<T, const N: usize>(bytes: Vec<u8>, make: fn([u8; N]) -> T) -> Result<T, StoreError> {
+    let array: [u8; N] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("an id column has the wrong length".into()))?;
+    Ok(make(array))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(backend)?;
+        Self::init(conn)
+    }
+
+    /// An in-memory store, for tests and benchmarks.
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory().map_err(backend)?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Self, StoreError> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(backend)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA temp_store = MEMORY;",
+        )
+        .map_err(backend)?;
+        let current: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(backend)?;
+        if current as usize > MIGRATIONS.len() {
+            return Err(StoreError::Corrupt(format!(
+                "schema version {current} is newer than this relay; update amana-relay"
+            )));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+            let tx = conn.transaction().map_err(backend)?;
+            tx.execute_batch(sql).map_err(backend)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+        }
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a transaction open
+        // (rusqlite rolls back on drop), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn team_exists(conn: &Connection, team: TeamId) -> Result<(), StoreError> {
+    let found: Option<i64> = conn
+        .query_row(
+            "SELECT 1 FROM teams WHERE team = ?1",
+            [team.as_bytes()],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(backend)?;
+    found.map(|_| ()).ok_or(StoreError::UnknownTeam(team))
+}
+
+impl RelayStore for SqliteStore {
+    fn create_team(
+        &self,
+        team: TeamId,
+        genesis: &[u8],
+        now: u64,
+        max_teams: u64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        if team_exists(&tx, team).is_ok() {
+            return Err(StoreError::TeamExists(team));
+        }
+        let count: i64 = tx
+            .query_row("SELECT COUNT(*) FROM teams", [], |r| r.get(0))
+            .map_err(backend)?;
+        if count as u64 >= max_teams {
+            return Err(StoreError::TooManyTeams { max: max_teams });
+        }
+        tx.execute(
+            "INSERT INTO teams (team, created_at, stored_bytes) VALUES (?1, ?2, ?3)",
+            params![team.as_bytes(), now as i64, genesis.len() as i64],
+        )
+        .map_err(backend)?;
+        tx.execute(
+            "INSERT INTO roster_ops (team, idx, op) VALUES (?1, 0, ?2)",
+            params![team.as_bytes(), genesis],
+        )
+        .map_err(backend)?;
+        tx.commit().map_err(backend)
+    }
+
+    fn roster(&self, team: TeamId) -> Result<Vec<Vec<u8>>, StoreError> {
+        let conn = self.lock();
+        team_exists(&conn, team)?;
+        let mut stmt = conn
+            .prepare_cached("SELECT op FROM roster_ops WHERE team = ?1 ORDER BY idx")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([team.as_bytes()], |r| r.get(0))
+            .map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)
+    }
+
+    fn append_roster_op(&self, team: TeamId, index: u64, op: &[u8]) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        team_exists(&tx, team)?;
+        let len: i64 = tx
+            .query_row(
+                "SELECT COUNT(*) FROM roster_ops WHERE team = ?1",
+                [team.as_bytes()],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        if len as u64 != index {
+            return Err(StoreError::RosterConflict {
+                expected: len as u64,
+                found: index,
+            });
+        }
+        tx.execute(
+            "INSERT INTO roster_ops (team, idx, op) VALUES (?1, ?2, ?3)",
+            params![team.as_bytes(), index as i64, op],
+        )
+        .map_err(backend)?;
+        tx.commit().map_err(backend)
+    }
+
+    fn append_envelope(
+        &self,
+        team: TeamId,
+        env: &NewEnvelope<'_>,
+        now: u64,
+        max_team_bytes: u64,
+    ) -> Result<Appended, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let (stored_bytes, next_cursor): (i64, i64) = tx
+            .query_row(
+                "SELECT stored_bytes, next_cursor FROM teams WHERE team = ?1",
+                [team.as_bytes()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(backend)?
+            .ok_or(StoreError::UnknownTeam(team))?;
+
+        let existing: Option<(i64, Vec<u8>)> = tx
+            .query_row(
+                "SELECT cursor, envelope_id FROM envelopes WHERE team = ?1 AND device = ?2 AND seq = ?3",
+                params![team.as_bytes(), env.device.as_bytes(), env.seq as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(backend)?;
+        if let Some((cursor, id)) = existing {
+            if id == env.id.as_bytes() {
+                return Ok(Appended::Duplicate {
+                    cursor: cursor as u64,
+                });
+            }
+            tx.execute(
+                "INSERT OR IGNORE INTO equivocations (team, device, seq, envelope_id, envelope, seen_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    team.as_bytes(),
+                    env.device.as_bytes(),
+                    env.seq as i64,
+                    env.id.as_bytes(),
+                    env.bytes,
+                    now as i64
+                ],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            return Err(StoreError::Equivocation {
+                device: env.device,
+                seq: env.seq,
+            });
+        }
+
+        let head: Option<(i64, Vec<u8>)> = tx
+            .query_row(
+                "SELECT seq, envelope_id FROM heads WHERE team = ?1 AND device = ?2",
+                params![team.as_bytes(), env.device.as_bytes()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(backend)?;
+        let (head_seq, head_id) = match head {
+            Some((seq, id)) => (seq as u64, blob_id(id, Digest::from_bytes)?),
+            None => (0, Digest::ZERO),
+        };
+        if env.seq != head_seq + 1 {
+            return Err(StoreError::Gap {
+                device: env.device,
+                expected: head_seq + 1,
+            });
+        }
+        if env.prev != head_id {
+            return Err(StoreError::PrevMismatch {
+                device: env.device,
+                seq: env.seq,
+            });
+        }
+        let new_total = stored_bytes as u64 + env.bytes.len() as u64;
+        if new_total > max_team_bytes {
+            return Err(StoreError::TeamFull {
+                max: max_team_bytes,
+            });
+        }
+        tx.execute(
+            "INSERT INTO envelopes (team, cursor, device, seq, epoch, envelope_id, envelope, accepted_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                team.as_bytes(),
+                next_cursor,
+                env.device.as_bytes(),
+                env.seq as i64,
+                env.epoch as i64,
+                env.id.as_bytes(),
+                env.bytes,
+                now as i64
+            ],
+        )
+        .map_err(backend)?;
+        tx.execute(
+            "INSERT INTO heads (team, device, seq, envelope_id) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (team, device) DO UPDATE SET seq = excluded.seq, envelope_id = excluded.envelope_id",
+            params![team.as_bytes(), env.device.as_bytes(), env.seq as i64, env.id.as_bytes()],
+        )
+        .map_err(backend)?;
+        tx.execute(
+            "UPDATE teams SET stored_bytes = ?2, next_cursor = ?3 WHERE team = ?1",
+            params![team.as_bytes(), new_total as i64, next_cursor + 1],
+        )
+        .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        Ok(Appended::New {
+            cursor: next_cursor as u64,
+        })
+    }
+
+    fn envelopes_after(
+        &self,
+        team: TeamId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEnvelope>, StoreError> {
+        let conn = self.lock();
+        team_exists(&conn, team)?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT cursor, envelope FROM envelopes WHERE team = ?1 AND cursor > ?2
+                 ORDER BY cursor LIMIT ?3",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![team.as_bytes(), after as i64, limit as i64], |r| {
+                Ok(StoredEnvelope {
+                    cursor: r.get::<_, i64>(0)? as u64,
+                    bytes: r.get(1)?,
+                })
+            })
+            .map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)
+    }
+
+    fn envelope_at(
+        &self,
+        team: TeamId,
+        device: DeviceId,
+        seq: u64,
+    ) -> Result<Option<StoredEnvelope>, StoreError> {
+        let conn = self.lock();
+        conn.query_row(
+            "SELECT cursor, envelope FROM envelopes WHERE team = ?1 AND device = ?2 AND seq = ?3",
+            params![team.as_bytes(), device.as_bytes(), seq as i64],
+            |r| {
+                Ok(StoredEnvelope {
+                    cursor: r.get::<_, i64>(0)? as u64,
+                    bytes: r.get(1)?,
+                })
+            },
+        )
+        .optional()
+        .map_err(backend)
+    }
+
+    fn heads(&self, team: TeamId) -> Result<Vec<Head>, StoreError> {
+        let conn = self.lock();
+        team_exists(&conn, team)?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT device, seq, envelope_id FROM heads WHERE team = ?1 ORDER BY device",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([team.as_bytes()], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            })
+            .map_err(backend)?;
+        let mut heads = Vec::new();
+        for row in rows {
+            let (device, seq, id) = row.map_err(backend)?;
+            heads.push(Head {
+                device: blob_id(device, DeviceId::from_bytes)?,
+                seq: seq as u64,
+                id: blob_id(id, Digest::from_bytes)?,
+            });
+        }
+        Ok(heads)
+    }
+
+    fn equivocations(
+        &self,
+        team: TeamId,
+        device: DeviceId,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT seq, envelope FROM equivocations WHERE team = ?1 AND device = ?2 ORDER BY seq, seen_at",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![team.as_bytes(), device.as_bytes()], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+            })
+            .map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)
+    }
+
+    fn use_nonce(
+        &self,
+        device: DeviceId,
+        nonce: [u8; 16],
+        expires_at: u64,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        tx.execute(
+            "DELETE FROM request_nonces WHERE expires_at < ?1",
+            [now as i64],
+        )
+        .map_err(backend)?;
+        let inserted = tx
+            .execute(
+                "INSERT OR IGNORE INTO request_nonces (device, nonce, expires_at) VALUES (?1, ?2, ?3)",
+                params![device.as_bytes(), nonce, expires_at as i64],
+            )
+            .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        Ok(inserted == 1)
+    }
+}

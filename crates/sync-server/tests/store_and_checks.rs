@@ -1,0 +1,329 @@
+//! The relay's storage contract and upload checks, without HTTP.
+
+use amana_core::envelope::seal::{CaseChange, seal};
+use amana_core::envelope::{EnvelopeHeader, EnvelopeLimits, Kind, SealedEnvelope};
+use amana_core::keys::{DeviceKeys, EpochKey};
+use amana_core::roster::{DeviceEntry, Role, Roster, RosterChange};
+use amana_core::{AuthorError, CaseId, Digest, EnvelopeError, TeamId};
+use amana_sync_server::ingest::{self, IngestError};
+use amana_sync_server::store::{Appended, RelayStore, SqliteStore, StoreError};
+
+struct Team {
+    roster: Roster,
+    admin: DeviceKeys,
+    field: DeviceKeys,
+    epoch: EpochKey,
+}
+
+fn team() -> Team {
+    let admin = DeviceKeys::generate();
+    let field = DeviceKeys::generate();
+    let epoch = EpochKey::generate(1);
+    let mut roster =
+        Roster::create(TeamId::random(), &admin, Vec::new(), epoch.recipient()).unwrap();
+    roster
+        .append(
+            RosterChange::AddDevice(DeviceEntry {
+                signing_key: field.verifying_key(),
+                recipient: field.recipient(),
+                role: Role::Field,
+                label: Vec::new(),
+            }),
+            &admin,
+        )
+        .unwrap();
+    Team {
+        roster,
+        admin,
+        field,
+        epoch,
+    }
+}
+
+impl Team {
+    fn envelope(&self, by: &DeviceKeys, seq: u64, prev: Digest, text: &str) -> SealedEnvelope {
+        let header = EnvelopeHeader {
+            kind: Kind::Changes,
+            team: self.roster.team(),
+            device: by.device_id(),
+            seq,
+            prev,
+            epoch: 1,
+            body_len: 0,
+        };
+        let change = CaseChange {
+            case: CaseId::from_bytes([1; 16]),
+            change: text.as_bytes().to_vec(),
+        };
+        seal(header, &[change], &self.epoch.recipient(), by).unwrap()
+    }
+
+    fn check(
+        &self,
+        signer: &DeviceKeys,
+        bytes: Vec<u8>,
+    ) -> Result<ingest::CheckedEnvelope, IngestError> {
+        ingest::check(
+            bytes,
+            self.roster.team(),
+            signer.device_id(),
+            &self.roster,
+            &EnvelopeLimits::default(),
+        )
+    }
+}
+
+fn store_with(t: &Team) -> SqliteStore {
+    let store = SqliteStore::in_memory().unwrap();
+    let ops = t.roster.ops();
+    store
+        .create_team(t.roster.team(), ops[0].as_bytes(), 0, 10)
+        .unwrap();
+    for op in &ops[1..] {
+        store
+            .append_roster_op(t.roster.team(), op.index, op.as_bytes())
+            .unwrap();
+    }
+    store
+}
+
+#[test]
+fn teams_and_rosters() {
+    let t = team();
+    let store = store_with(&t);
+    let team_id = t.roster.team();
+    assert!(matches!(
+        store.create_team(team_id, t.roster.ops()[0].as_bytes(), 0, 10),
+        Err(StoreError::TeamExists(_))
+    ));
+    let other = team();
+    assert!(matches!(
+        store.create_team(other.roster.team(), other.roster.ops()[0].as_bytes(), 0, 1),
+        Err(StoreError::TooManyTeams { max: 1 })
+    ));
+    let stored = store.roster(team_id).unwrap();
+    assert_eq!(Roster::verify(&stored).unwrap().head(), t.roster.head());
+    assert!(matches!(
+        store.append_roster_op(team_id, 1, b"late"),
+        Err(StoreError::RosterConflict {
+            expected: 2,
+            found: 1
+        })
+    ));
+    assert!(matches!(
+        store.roster(TeamId::random()),
+        Err(StoreError::UnknownTeam(_))
+    ));
+}
+
+#[test]
+fn append_is_idempotent_and_keeps_equivocation_evidence() {
+    let t = team();
+    let store = store_with(&t);
+    let team_id = t.roster.team();
+    let e1 = t
+        .check(
+            &t.field,
+            t.envelope(&t.field, 1, Digest::ZERO, "a").into_bytes(),
+        )
+        .unwrap();
+    assert_eq!(
+        store
+            .append_envelope(team_id, &e1.as_new(), 1, u64::MAX)
+            .unwrap(),
+        Appended::New { cursor: 1 }
+    );
+    assert_eq!(
+        store
+            .append_envelope(team_id, &e1.as_new(), 2, u64::MAX)
+            .unwrap(),
+        Appended::Duplicate { cursor: 1 }
+    );
+    // Same seq, different bytes: refused, both kept.
+    let fork = t
+        .check(
+            &t.field,
+            t.envelope(&t.field, 1, Digest::ZERO, "b").into_bytes(),
+        )
+        .unwrap();
+    assert!(matches!(
+        store.append_envelope(team_id, &fork.as_new(), 3, u64::MAX),
+        Err(StoreError::Equivocation { seq: 1, .. })
+    ));
+    let evidence = store.equivocations(team_id, t.field.device_id()).unwrap();
+    assert_eq!(evidence, vec![(1, fork.envelope().as_bytes().to_vec())]);
+    assert_eq!(
+        store
+            .envelope_at(team_id, t.field.device_id(), 1)
+            .unwrap()
+            .unwrap()
+            .bytes,
+        e1.envelope().as_bytes()
+    );
+}
+
+#[test]
+fn chain_rules_and_quota() {
+    let t = team();
+    let store = store_with(&t);
+    let team_id = t.roster.team();
+    let e1 = t.envelope(&t.field, 1, Digest::ZERO, "a");
+    let e1_id = e1.id();
+    let skipped = t
+        .check(&t.field, t.envelope(&t.field, 3, e1_id, "c").into_bytes())
+        .unwrap();
+    assert!(matches!(
+        store.append_envelope(team_id, &skipped.as_new(), 0, u64::MAX),
+        Err(StoreError::Gap { expected: 1, .. })
+    ));
+    let checked = t.check(&t.field, e1.into_bytes()).unwrap();
+    store
+        .append_envelope(team_id, &checked.as_new(), 0, u64::MAX)
+        .unwrap();
+    let wrong_prev = t
+        .check(
+            &t.field,
+            t.envelope(&t.field, 2, Digest::of(b"x"), "b").into_bytes(),
+        )
+        .unwrap();
+    assert!(matches!(
+        store.append_envelope(team_id, &wrong_prev.as_new(), 0, u64::MAX),
+        Err(StoreError::PrevMismatch { seq: 2, .. })
+    ));
+    let next = t
+        .check(&t.field, t.envelope(&t.field, 2, e1_id, "b").into_bytes())
+        .unwrap();
+    assert!(matches!(
+        store.append_envelope(team_id, &next.as_new(), 0, 100),
+        Err(StoreError::TeamFull { max: 100 })
+    ));
+    assert_eq!(store.heads(team_id).unwrap()[0].seq, 1);
+}
+
+#[test]
+fn paging_walks_every_envelope_once_in_order() {
+    let t = team();
+    let store = store_with(&t);
+    let team_id = t.roster.team();
+    let mut prev = [Digest::ZERO, Digest::ZERO];
+    for i in 0..25u64 {
+        let (by, slot) = if i % 2 == 0 {
+            (&t.field, 0)
+        } else {
+            (&t.admin, 1)
+        };
+        let seq = i / 2 + 1;
+        let env = t.envelope(by, seq, prev[slot], &format!("n{i}"));
+        prev[slot] = env.id();
+        let checked = t.check(by, env.into_bytes()).unwrap();
+        store
+            .append_envelope(team_id, &checked.as_new(), 0, u64::MAX)
+            .unwrap();
+    }
+    let mut cursor = 0;
+    let mut seen = Vec::new();
+    loop {
+        let page = store.envelopes_after(team_id, cursor, 7).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        cursor = page.last().unwrap().cursor;
+        seen.extend(page.into_iter().map(|e| e.cursor));
+    }
+    assert_eq!(seen, (1..=25).collect::<Vec<u64>>());
+    assert_eq!(store.heads(team_id).unwrap().len(), 2);
+}
+
+#[test]
+fn nonces_are_single_use_until_they_expire() {
+    let store = SqliteStore::in_memory().unwrap();
+    let device = DeviceKeys::generate().device_id();
+    assert!(store.use_nonce(device, [1; 16], 100, 10).unwrap());
+    assert!(
+        !store.use_nonce(device, [1; 16], 100, 50).unwrap(),
+        "replay refused"
+    );
+    assert!(store.use_nonce(device, [2; 16], 100, 50).unwrap());
+}
+
+#[test]
+fn upload_checks_each_have_their_error() {
+    let t = team();
+    let outsider = DeviceKeys::generate();
+    // Not the signer.
+    let env = t.envelope(&t.field, 1, Digest::ZERO, "x");
+    assert!(matches!(
+        t.check(&t.admin, env.clone().into_bytes()),
+        Err(IngestError::NotSigner { .. })
+    ));
+    // Unknown author.
+    let env = t.envelope(&outsider, 1, Digest::ZERO, "x");
+    assert!(matches!(
+        t.check(&outsider, env.into_bytes()),
+        Err(IngestError::Author(AuthorError::UnknownDevice(_)))
+    ));
+    // Bad signature (flip a body byte).
+    let mut bytes = t.envelope(&t.field, 1, Digest::ZERO, "x").into_bytes();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    assert!(matches!(
+        t.check(&t.field, bytes),
+        Err(IngestError::Envelope(EnvelopeError::BadSignature))
+    ));
+    // Plaintext body.
+    let header = EnvelopeHeader {
+        kind: Kind::Changes,
+        team: t.roster.team(),
+        device: t.field.device_id(),
+        seq: 1,
+        prev: Digest::ZERO,
+        epoch: 1,
+        body_len: 0,
+    };
+    let plain = SealedEnvelope::sign(header, br#"{"note":"plaintext"}"#, &t.field).unwrap();
+    assert!(matches!(
+        t.check(&t.field, plain.into_bytes()),
+        Err(IngestError::Envelope(EnvelopeError::Body(_)))
+    ));
+    // Another team's envelope.
+    let other = team();
+    let foreign = other.envelope(&other.field, 1, Digest::ZERO, "x");
+    assert!(matches!(
+        t.check(&other.field, foreign.into_bytes()),
+        Err(IngestError::WrongTeam { .. })
+    ));
+    // Truncated and oversized.
+    let bytes = t.envelope(&t.field, 1, Digest::ZERO, "x").into_bytes();
+    assert!(matches!(
+        t.check(&t.field, bytes[..120].to_vec()),
+        Err(IngestError::Envelope(EnvelopeError::Truncated { .. }))
+    ));
+}
+
+#[test]
+fn revoked_device_is_refused_above_its_last_seq() {
+    let mut t = team();
+    let e1 = t.envelope(&t.field, 1, Digest::ZERO, "before");
+    let e2 = t.envelope(&t.field, 2, e1.id(), "after");
+    t.roster
+        .append(
+            RosterChange::RevokeDevice {
+                device: t.field.device_id(),
+                last_seq: 1,
+            },
+            &t.admin,
+        )
+        .unwrap();
+    assert!(
+        t.check(&t.field, e1.into_bytes()).is_ok(),
+        "written before revocation: still valid"
+    );
+    assert!(matches!(
+        t.check(&t.field, e2.into_bytes()),
+        Err(IngestError::Author(AuthorError::Revoked {
+            seq: 2,
+            last_seq: 1,
+            ..
+        }))
+    ));
+}
