@@ -24,6 +24,7 @@ pub mod keys;
 mod padding;
 mod random;
 pub mod receipt;
+pub mod request_auth;
 pub mod roster;
 #[cfg(feature = "client")]
 pub mod store;

@@ -10,3 +10,6 @@
 pub mod ingest;
 pub mod relay_key;
 pub mod store;
+pub mod api;
+pub mod config;
+pub mod server;

@@ -1,0 +1,427 @@
+//! The relay's HTTP API (`/v1`), documented in `docs/relay-api.md`.
+//!
+//! Handlers never log request bodies; they log the team, device, route and
+//! outcome only.
+
+mod error;
+pub mod framing;
+mod rate;
+
+pub use error::ApiError;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use amana_core::envelope::EnvelopeLimits;
+use amana_core::receipt::Receipt;
+use amana_core::request_auth::RequestAuth;
+use amana_core::roster::{Roster, RosterOp};
+use amana_core::{DeviceId, TeamId};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, OriginalUri, Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ed25519_dalek::SigningKey;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::config::Limits;
+use crate::ingest;
+use crate::store::{Appended, RelayStore};
+
+/// A source of the current time in unix seconds.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    })
+}
+
+/// Everything the handlers share.
+pub struct AppState {
+    store: Arc<dyn RelayStore>,
+    key: SigningKey,
+    limits: Limits,
+    clock: Clock,
+    rosters: Mutex<HashMap<TeamId, Roster>>,
+    rate: rate::RateLimiter,
+}
+
+impl AppState {
+    /// Builds the state.
+    pub fn new(store: Arc<dyn RelayStore>, key: SigningKey, limits: Limits, clock: Clock) -> Self {
+        let rate = rate::RateLimiter::new(limits.requests_per_minute);
+        Self {
+            store,
+            key,
+            limits,
+            clock,
+            rosters: Mutex::new(HashMap::new()),
+            rate,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        (self.clock)()
+    }
+
+    /// The verified roster of a team, from cache when the stored chain has
+    /// not grown.
+    fn roster(&self, team: TeamId) -> Result<Roster, ApiError> {
+        let ops = self.store.roster(team)?;
+        let mut cache = self.rosters.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(cached) = cache.get(&team)
+            && cached.ops().len() == ops.len()
+            && cached.ops().last().map(|o| o.as_bytes()) == ops.last().map(|o| o.as_slice())
+        {
+            return Ok(cached.clone());
+        }
+        let roster = Roster::verify(&ops).map_err(|e| {
+            tracing::error!(%team, error = %e, "stored roster does not verify");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "the relay's stored roster for this team does not verify",
+            )
+        })?;
+        cache.insert(team, roster.clone());
+        Ok(roster)
+    }
+
+    /// Checks the request signature and freshness; returns the team's
+    /// roster and the signing device.
+    fn authenticate(
+        &self,
+        team: TeamId,
+        method: &Method,
+        uri: &OriginalUri,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(Roster, DeviceId), ApiError> {
+        let now = self.now();
+        let value = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(amana_core::request_auth::RequestAuthError::Missing)?;
+        let auth = RequestAuth::parse(value)?;
+        if auth.ts.abs_diff(now) > self.limits.max_clock_skew_secs {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "clock_skew",
+                format!(
+                    "the request time differs from the relay's by more than {} seconds; correct the clock offset with server_time and sign again",
+                    self.limits.max_clock_skew_secs
+                ),
+            )
+            .with_time(now));
+        }
+        let roster = self.roster(team)?;
+        let key = match roster.device(&auth.device) {
+            Some(d) if d.is_active() => d.entry.signing_key,
+            Some(_) => {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "revoked_device",
+                    "this device was revoked from the team",
+                ));
+            }
+            None => {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "not_a_team_device",
+                    "this device is not on the team's roster",
+                ));
+            }
+        };
+        let path = uri.0.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        auth.verify(&key, method.as_str(), path, body)?;
+        if !self.rate.allow(auth.device, now) {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests from this device; wait a minute and retry",
+            ));
+        }
+        let expires = auth.ts.max(now) + 2 * self.limits.max_clock_skew_secs;
+        if !self.store.use_nonce(auth.device, auth.nonce, expires, now)? {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "replayed_request",
+                "this request was already received; sign every request with a fresh nonce",
+            ));
+        }
+        Ok((roster, auth.device))
+    }
+}
+
+/// Builds the router.
+pub fn router(state: Arc<AppState>) -> Router {
+    let body_limit = state.limits.max_request_bytes;
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/v1/relay", get(relay_info))
+        .route("/v1/teams", post(create_team))
+        .route("/v1/teams/{team}/roster", get(get_roster).post(append_roster))
+        .route("/v1/teams/{team}/envelopes", get(get_envelopes).post(upload))
+        .route("/v1/teams/{team}/receipts", get(get_receipts))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(state.limits.request_timeout_secs),
+        ))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see docs/relay-api.md")
+}
+
+async fn health() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+async fn relay_info(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "relay_key": hex::encode(state.key.verifying_key().as_bytes()),
+        "server_time": state.now(),
+    }))
+}
+
+fn parse_team(text: &str) -> Result<TeamId, ApiError> {
+    text.parse()
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_team_id", "the team id must be 32 hex digits"))
+}
+
+fn require_type(headers: &HeaderMap, expected: &str) -> Result<(), ApiError> {
+    let found = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if found.split(';').next().map(str::trim) == Some(expected) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("this endpoint takes Content-Type: {expected}"),
+        ))
+    }
+}
+
+/// Runs blocking store work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|_| {
+        Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "internal_failure",
+            "the relay failed while handling this request; try again",
+        ))
+    })
+}
+
+fn binary(media_type: &'static str, body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, media_type)], body).into_response()
+}
+
+async fn create_team(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    require_type(&headers, framing::ROSTER_OP)?;
+    blocking(move || {
+        let op = RosterOp::decode(&body, 0)?;
+        let roster = Roster::verify(&[&body[..]])?;
+        state
+            .store
+            .create_team(op.team, &body, state.now(), state.limits.max_teams)?;
+        tracing::info!(team = %roster.team(), "team created");
+        Ok((
+            StatusCode::CREATED,
+            Json(json!({"team": roster.team().to_hex(), "relay_key": hex::encode(state.key.verifying_key().as_bytes())})),
+        )
+            .into_response())
+    })
+    .await
+}
+
+async fn get_roster(
+    State(state): State<Arc<AppState>>,
+    Path(team): Path<String>,
+    method: Method,
+    uri: OriginalUri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let team = parse_team(&team)?;
+    blocking(move || {
+        state.authenticate(team, &method, &uri, &headers, &[])?;
+        let ops = state.store.roster(team)?;
+        Ok(binary(framing::ROSTER, framing::join(&ops)))
+    })
+    .await
+}
+
+async fn append_roster(
+    State(state): State<Arc<AppState>>,
+    Path(team): Path<String>,
+    method: Method,
+    uri: OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let team = parse_team(&team)?;
+    require_type(&headers, framing::ROSTER_OP)?;
+    blocking(move || {
+        let (mut roster, device) = state.authenticate(team, &method, &uri, &headers, &body)?;
+        let index = roster.next_index();
+        roster.apply(&body)?;
+        state.store.append_roster_op(team, index, &body)?;
+        tracing::info!(%team, %device, index, "roster operation appended");
+        Ok((StatusCode::CREATED, Json(json!({"index": index}))).into_response())
+    })
+    .await
+}
+
+async fn upload(
+    State(state): State<Arc<AppState>>,
+    Path(team): Path<String>,
+    method: Method,
+    uri: OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let team = parse_team(&team)?;
+    require_type(&headers, framing::ENVELOPES)?;
+    blocking(move || {
+        let (roster, device) = state.authenticate(team, &method, &uri, &headers, &body)?;
+        let items = framing::split(&body, state.limits.max_batch).map_err(|e| {
+            let status = match e {
+                framing::FrameError::TooMany { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            ApiError::new(status, "bad_batch", e.to_string())
+        })?;
+        let limits = EnvelopeLimits {
+            max_body: state.limits.max_envelope_bytes,
+            ..EnvelopeLimits::default()
+        };
+        let mut accepted = Vec::new();
+        for item in items {
+            let result = ingest::check(item, team, device, &roster, &limits)
+                .map_err(ApiError::from)
+                .and_then(|checked| {
+                    let new = checked.as_new();
+                    let outcome = state
+                        .store
+                        .append_envelope(team, &new, state.now(), state.limits.max_team_bytes)?;
+                    Ok((new.seq, new.id, outcome))
+                });
+            match result {
+                Ok((seq, id, outcome)) => {
+                    let receipt = Receipt {
+                        team,
+                        device,
+                        seq,
+                        envelope: id,
+                        cursor: outcome.cursor(),
+                    }
+                    .sign(&state.key);
+                    accepted.push(json!({
+                        "seq": seq,
+                        "cursor": outcome.cursor(),
+                        "duplicate": matches!(outcome, Appended::Duplicate { .. }),
+                        "receipt": hex::encode(receipt),
+                    }));
+                }
+                Err(e) => {
+                    tracing::info!(%team, %device, code = e.code(), accepted = accepted.len(), "upload refused");
+                    return Err(e.with_details("accepted", json!(accepted)));
+                }
+            }
+        }
+        tracing::info!(%team, %device, count = accepted.len(), "envelopes accepted");
+        Ok(Json(json!({"accepted": accepted})).into_response())
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn get_envelopes(
+    State(state): State<Arc<AppState>>,
+    Path(team): Path<String>,
+    Query(query): Query<PageQuery>,
+    method: Method,
+    uri: OriginalUri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let team = parse_team(&team)?;
+    blocking(move || {
+        state.authenticate(team, &method, &uri, &headers, &[])?;
+        let after = query.after.unwrap_or(0);
+        let limit = query.limit.unwrap_or(state.limits.max_page).clamp(1, state.limits.max_page);
+        let mut envelopes = state.store.envelopes_after(team, after, limit + 1)?;
+        let more = envelopes.len() > limit;
+        envelopes.truncate(limit);
+        let next = envelopes.last().map_or(after, |e| e.cursor);
+        let heads = state.store.heads(team)?;
+        Ok(binary(framing::PAGE, framing::page(next, more, &heads, &envelopes)))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct ReceiptQuery {
+    device: String,
+    after_seq: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn get_receipts(
+    State(state): State<Arc<AppState>>,
+    Path(team): Path<String>,
+    Query(query): Query<ReceiptQuery>,
+    method: Method,
+    uri: OriginalUri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let team = parse_team(&team)?;
+    let device: DeviceId = query
+        .device
+        .parse()
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_device_id", "device must be 32 hex digits"))?;
+    blocking(move || {
+        state.authenticate(team, &method, &uri, &headers, &[])?;
+        let limit = query.limit.unwrap_or(state.limits.max_page).clamp(1, state.limits.max_page);
+        let mut receipts = Vec::new();
+        let mut seq = query.after_seq.unwrap_or(0) + 1;
+        while receipts.len() < limit {
+            let Some(stored) = state.store.envelope_at(team, device, seq)? else {
+                break;
+            };
+            let receipt = Receipt {
+                team,
+                device,
+                seq,
+                envelope: amana_core::Digest::of(&stored.bytes),
+                cursor: stored.cursor,
+            };
+            receipts.push(hex::encode(receipt.sign(&state.key)));
+            seq += 1;
+        }
+        Ok(Json(json!({"receipts": receipts})).into_response())
+    })
+    .await
+}
