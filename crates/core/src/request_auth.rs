@@ -88,7 +88,9 @@ pub fn sign(
 impl RequestAuth {
     /// Parses a header value.
     pub fn parse(header: &str) -> Result<Self, RequestAuthError> {
-        let rest = header.strip_prefix(SCHEME).ok_or(RequestAuthError::Missing)?;
+        let rest = header
+            .strip_prefix(SCHEME)
+            .ok_or(RequestAuthError::Missing)?;
         let (mut device, mut ts, mut nonce, mut sig) = (None, None, None, None);
         for part in rest.split(',') {
             let (key, value) = part
@@ -96,15 +98,37 @@ impl RequestAuth {
                 .split_once('=')
                 .ok_or(RequestAuthError::Malformed("expected key=value"))?;
             match key {
-                "device" => device = Some(value.parse().map_err(|_| RequestAuthError::Malformed("device"))?),
-                "ts" => ts = Some(value.parse().map_err(|_| RequestAuthError::Malformed("ts"))?),
+                "device" => {
+                    device = Some(
+                        value
+                            .parse()
+                            .map_err(|_| RequestAuthError::Malformed("device"))?,
+                    )
+                }
+                "ts" => {
+                    ts = Some(
+                        value
+                            .parse()
+                            .map_err(|_| RequestAuthError::Malformed("ts"))?,
+                    )
+                }
                 "nonce" => {
-                    let bytes = hex::decode(value).map_err(|_| RequestAuthError::Malformed("nonce"))?;
-                    nonce = Some(bytes.try_into().map_err(|_| RequestAuthError::Malformed("nonce"))?);
+                    let bytes =
+                        hex::decode(value).map_err(|_| RequestAuthError::Malformed("nonce"))?;
+                    nonce = Some(
+                        bytes
+                            .try_into()
+                            .map_err(|_| RequestAuthError::Malformed("nonce"))?,
+                    );
                 }
                 "sig" => {
-                    let bytes = hex::decode(value).map_err(|_| RequestAuthError::Malformed("sig"))?;
-                    sig = Some(bytes.try_into().map_err(|_| RequestAuthError::Malformed("sig"))?);
+                    let bytes =
+                        hex::decode(value).map_err(|_| RequestAuthError::Malformed("sig"))?;
+                    sig = Some(
+                        bytes
+                            .try_into()
+                            .map_err(|_| RequestAuthError::Malformed("sig"))?,
+                    );
                 }
                 _ => return Err(RequestAuthError::Malformed("unknown field")),
             }
@@ -143,27 +167,59 @@ mod tests {
     #[test]
     fn sign_parse_verify() {
         let keys = DeviceKeys::generate();
-        let header = sign(&keys, "POST", "/v1/teams/ab/envelopes", b"body", 1000, [7; 16]);
+        let header = sign(
+            &keys,
+            "POST",
+            "/v1/teams/ab/envelopes",
+            b"body",
+            1000,
+            [7; 16],
+        );
         let auth = RequestAuth::parse(&header).unwrap();
         assert_eq!(auth.device, keys.device_id());
         assert_eq!(auth.ts, 1000);
-        auth.verify(&keys.verifying_key(), "POST", "/v1/teams/ab/envelopes", b"body")
-            .unwrap();
+        auth.verify(
+            &keys.verifying_key(),
+            "POST",
+            "/v1/teams/ab/envelopes",
+            b"body",
+        )
+        .unwrap();
         for (m, p, b) in [
             ("GET", "/v1/teams/ab/envelopes", &b"body"[..]),
             ("POST", "/v1/teams/cd/envelopes", b"body"),
             ("POST", "/v1/teams/ab/envelopes", b"bodY"),
         ] {
-            assert_eq!(auth.verify(&keys.verifying_key(), m, p, b), Err(RequestAuthError::BadSignature));
+            assert_eq!(
+                auth.verify(&keys.verifying_key(), m, p, b),
+                Err(RequestAuthError::BadSignature)
+            );
         }
         let other = DeviceKeys::generate();
-        assert!(auth.verify(&other.verifying_key(), "POST", "/v1/teams/ab/envelopes", b"body").is_err());
+        assert!(
+            auth.verify(
+                &other.verifying_key(),
+                "POST",
+                "/v1/teams/ab/envelopes",
+                b"body"
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn malformed_headers() {
-        assert_eq!(RequestAuth::parse("Bearer x"), Err(RequestAuthError::Missing));
-        assert!(matches!(RequestAuth::parse("Amana device=zz"), Err(RequestAuthError::Malformed(_))));
-        assert!(matches!(RequestAuth::parse("Amana ts=1"), Err(RequestAuthError::Malformed(_))));
+        assert_eq!(
+            RequestAuth::parse("Bearer x"),
+            Err(RequestAuthError::Missing)
+        );
+        assert!(matches!(
+            RequestAuth::parse("Amana device=zz"),
+            Err(RequestAuthError::Malformed(_))
+        ));
+        assert!(matches!(
+            RequestAuth::parse("Amana ts=1"),
+            Err(RequestAuthError::Malformed(_))
+        ));
     }
 }

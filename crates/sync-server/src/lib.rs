@@ -7,9 +7,9 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod ingest;
-pub mod relay_key;
-pub mod store;
 pub mod api;
 pub mod config;
+pub mod ingest;
+pub mod relay_key;
 pub mod server;
+pub mod store;

@@ -1,25 +1,207 @@
 //! `amana-relay`: the blind, append-only envelope log.
 //!
-//! This build carries the envelope format checks from `amana-core` (without
-//! any decryption code); the HTTP service arrives with the relay issue.
-//! Exit codes: 0 success, 2 usage error.
+//! ```text
+//! amana-relay serve --listen 0.0.0.0:8443 --db /var/lib/amana/relay.sqlite \
+//!                   --tls-cert cert.pem --tls-key key.pem
+//! ```
+//!
+//! Exit codes: 0 clean shutdown, 1 runtime failure (cannot bind, database
+//! unavailable), 2 usage or configuration error.
 
+use std::net::TcpListener;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use amana_sync_server::api::{AppState, system_clock};
+use amana_sync_server::config::FileConfig;
+use amana_sync_server::relay_key;
+use amana_sync_server::server::{self, Transport};
+use amana_sync_server::store::SqliteStore;
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "amana-relay",
+    version,
+    about = "Amana's blind, append-only envelope relay"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the relay API.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML configuration file; flags and AMANA_RELAY_* variables override it.
+    #[arg(long, env = "AMANA_RELAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "AMANA_RELAY_LISTEN")]
+    listen: Option<String>,
+    /// SQLite database; the relay key is kept beside it as `<db>.key`.
+    #[arg(long, env = "AMANA_RELAY_DB")]
+    db: Option<PathBuf>,
+    /// TLS certificate chain (PEM).
+    #[arg(long, env = "AMANA_RELAY_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "AMANA_RELAY_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Serve plain HTTP: only behind a TLS-terminating proxy or on loopback.
+    #[arg(long, env = "AMANA_RELAY_INSECURE_HTTP")]
+    insecure_http: bool,
+}
 
 fn main() -> ExitCode {
-    match std::env::args().nth(1).as_deref() {
-        Some("--version" | "-V") => {
-            println!("amana-relay {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
-        _ => {
-            eprintln!(
-                "amana-relay {}: the relay service is not part of this build yet; \
-                 see README.md for what is available",
-                env!("CARGO_PKG_VERSION")
-            );
-            ExitCode::from(2)
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AMANA_RELAY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let Command::Serve(args) = cli.command;
+    let setup = match prepare(args) {
+        Ok(setup) => setup,
+        Err(e) => {
+            eprintln!("amana-relay: {e:#}");
+            return ExitCode::from(2);
         }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("amana-relay: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(setup)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("amana-relay: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+struct Setup {
+    config: FileConfig,
+    listen: String,
+    db: PathBuf,
+    tls: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+fn prepare(args: ServeArgs) -> anyhow::Result<Setup> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the configuration {}", path.display()))?;
+            FileConfig::parse(&text)
+                .with_context(|| format!("{} is not a valid configuration", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let listen = args
+        .listen
+        .or(config.listen.take())
+        .unwrap_or_else(|| "127.0.0.1:8443".into());
+    let db = args
+        .db
+        .or(config.db.take().map(PathBuf::from))
+        .context("no database given: pass --db PATH (or set db in the configuration)")?;
+    let insecure = args.insecure_http || config.insecure_http.unwrap_or(false);
+    let cert = args.tls_cert.or(config.tls_cert.take().map(PathBuf::from));
+    let key = args.tls_key.or(config.tls_key.take().map(PathBuf::from));
+    let tls = match (cert, key, insecure) {
+        (Some(cert), Some(key), false) => Some((
+            std::fs::read(&cert).with_context(|| format!("cannot read {}", cert.display()))?,
+            std::fs::read(&key).with_context(|| format!("cannot read {}", key.display()))?,
+        )),
+        (None, None, true) => None,
+        (Some(_), Some(_), true) => {
+            bail!("give either --tls-cert/--tls-key or --insecure-http, not both")
+        }
+        _ => bail!(
+            "TLS needs both --tls-cert and --tls-key; to serve plain HTTP behind a proxy or on loopback, pass --insecure-http"
+        ),
+    };
+    Ok(Setup {
+        config,
+        listen,
+        db,
+        tls,
+    })
+}
+
+async fn run(setup: Setup) -> anyhow::Result<()> {
+    let store = SqliteStore::open(&setup.db)
+        .with_context(|| format!("cannot open the database {}", setup.db.display()))?;
+    let key_path = setup.db.with_extension("key");
+    let key = relay_key::load_or_create(&key_path)?;
+    let transport = match setup.tls {
+        Some((cert, key)) => server::tls_from_pem(&cert, &key)
+            .await
+            .context("the TLS certificate or key is not valid PEM")?,
+        None => Transport::InsecureHttp,
+    };
+    let listener = TcpListener::bind(&setup.listen)
+        .with_context(|| format!("cannot listen on {}", setup.listen))?;
+    tracing::info!(
+        address = %listener.local_addr()?,
+        relay_key = %relay_key::fingerprint(&key.verifying_key()),
+        tls = matches!(transport, Transport::Tls(_)),
+        "amana-relay serving"
+    );
+    let state = Arc::new(AppState::new(
+        Arc::new(store),
+        key,
+        setup.config.limits,
+        system_clock(),
+    ));
+    server::serve(listener, transport, state, shutdown_signal()).await?;
+    tracing::info!("amana-relay stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
     }
 }
 

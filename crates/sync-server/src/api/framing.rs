@@ -83,7 +83,8 @@ pub fn join<B: AsRef<[u8]>>(items: &[B]) -> Vec<u8> {
 
 /// Encodes a page.
 pub fn page(next_cursor: u64, more: bool, heads: &[Head], envelopes: &[StoredEnvelope]) -> Vec<u8> {
-    let size: usize = envelopes.iter().map(|e| e.bytes.len() + 12).sum::<usize>() + heads.len() * 56 + 17;
+    let size: usize =
+        envelopes.iter().map(|e| e.bytes.len() + 12).sum::<usize>() + heads.len() * 56 + 17;
     let mut out = Vec::with_capacity(size);
     out.extend_from_slice(&next_cursor.to_be_bytes());
     out.push(u8::from(more));
@@ -112,7 +113,13 @@ mod tests {
         assert_eq!(split(&join(&items), 10).unwrap(), items);
         assert_eq!(split(&join(&items), 2), Err(FrameError::TooMany { max: 2 }));
         assert_eq!(split(&[], 2), Err(FrameError::Empty));
-        assert!(matches!(split(&[0, 0, 0, 9, 1], 2), Err(FrameError::Truncated { .. })));
-        assert!(matches!(split(&[0, 0], 2), Err(FrameError::Truncated { .. })));
+        assert!(matches!(
+            split(&[0, 0, 0, 9, 1], 2),
+            Err(FrameError::Truncated { .. })
+        ));
+        assert!(matches!(
+            split(&[0, 0], 2),
+            Err(FrameError::Truncated { .. })
+        ));
     }
 }

@@ -151,7 +151,10 @@ impl AppState {
             ));
         }
         let expires = auth.ts.max(now) + 2 * self.limits.max_clock_skew_secs;
-        if !self.store.use_nonce(auth.device, auth.nonce, expires, now)? {
+        if !self
+            .store
+            .use_nonce(auth.device, auth.nonce, expires, now)?
+        {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "replayed_request",
@@ -169,8 +172,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(health))
         .route("/v1/relay", get(relay_info))
         .route("/v1/teams", post(create_team))
-        .route("/v1/teams/{team}/roster", get(get_roster).post(append_roster))
-        .route("/v1/teams/{team}/envelopes", get(get_envelopes).post(upload))
+        .route(
+            "/v1/teams/{team}/roster",
+            get(get_roster).post(append_roster),
+        )
+        .route(
+            "/v1/teams/{team}/envelopes",
+            get(get_envelopes).post(upload),
+        )
         .route("/v1/teams/{team}/receipts", get(get_receipts))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -182,7 +191,11 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see docs/relay-api.md")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; see docs/relay-api.md",
+    )
 }
 
 async fn health() -> impl IntoResponse {
@@ -198,8 +211,13 @@ async fn relay_info(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 fn parse_team(text: &str) -> Result<TeamId, ApiError> {
-    text.parse()
-        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_team_id", "the team id must be 32 hex digits"))
+    text.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_team_id",
+            "the team id must be 32 hex digits",
+        )
+    })
 }
 
 fn require_type(headers: &HeaderMap, expected: &str) -> Result<(), ApiError> {
@@ -235,7 +253,11 @@ fn binary(media_type: &'static str, body: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, media_type)], body).into_response()
 }
 
-async fn create_team(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn create_team(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     require_type(&headers, framing::ROSTER_OP)?;
     blocking(move || {
         let op = RosterOp::decode(&body, 0)?;
@@ -371,13 +393,19 @@ async fn get_envelopes(
     blocking(move || {
         state.authenticate(team, &method, &uri, &headers, &[])?;
         let after = query.after.unwrap_or(0);
-        let limit = query.limit.unwrap_or(state.limits.max_page).clamp(1, state.limits.max_page);
+        let limit = query
+            .limit
+            .unwrap_or(state.limits.max_page)
+            .clamp(1, state.limits.max_page);
         let mut envelopes = state.store.envelopes_after(team, after, limit + 1)?;
         let more = envelopes.len() > limit;
         envelopes.truncate(limit);
         let next = envelopes.last().map_or(after, |e| e.cursor);
         let heads = state.store.heads(team)?;
-        Ok(binary(framing::PAGE, framing::page(next, more, &heads, &envelopes)))
+        Ok(binary(
+            framing::PAGE,
+            framing::page(next, more, &heads, &envelopes),
+        ))
     })
     .await
 }
@@ -398,13 +426,19 @@ async fn get_receipts(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let team = parse_team(&team)?;
-    let device: DeviceId = query
-        .device
-        .parse()
-        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_device_id", "device must be 32 hex digits"))?;
+    let device: DeviceId = query.device.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_device_id",
+            "device must be 32 hex digits",
+        )
+    })?;
     blocking(move || {
         state.authenticate(team, &method, &uri, &headers, &[])?;
-        let limit = query.limit.unwrap_or(state.limits.max_page).clamp(1, state.limits.max_page);
+        let limit = query
+            .limit
+            .unwrap_or(state.limits.max_page)
+            .clamp(1, state.limits.max_page);
         let mut receipts = Vec::new();
         let mut seq = query.after_seq.unwrap_or(0) + 1;
         while receipts.len() < limit {
