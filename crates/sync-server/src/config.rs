@@ -25,6 +25,9 @@ pub struct Limits {
     pub max_clock_skew_secs: u64,
     /// Longest a request may take, seconds (slow clients are cut off).
     pub request_timeout_secs: u64,
+    /// Longest a client may take to send its request headers, seconds
+    /// (half-open and slowloris connections are closed).
+    pub header_timeout_secs: u64,
 }
 
 impl Default for Limits {
@@ -39,6 +42,7 @@ impl Default for Limits {
             max_team_bytes: 20 * 1024 * 1024 * 1024,
             max_clock_skew_secs: 300,
             request_timeout_secs: 30,
+            header_timeout_secs: 10,
         }
     }
 }

@@ -47,16 +47,17 @@ pub async fn serve(
         shutdown.await;
         waiter.graceful_shutdown(Some(Duration::from_secs(10)));
     });
+    let header_timeout = Duration::from_secs(state.limits().header_timeout_secs);
     let app = router(state).into_make_service();
     match transport {
         Transport::Tls(config) => {
             let mut server = axum_server::from_tcp_rustls(listener, config)?.handle(handle);
-            configure(server.http_builder());
+            configure(server.http_builder(), header_timeout);
             server.serve(app).await
         }
         Transport::InsecureHttp => {
             let mut server = axum_server::from_tcp(listener)?.handle(handle);
-            configure(server.http_builder());
+            configure(server.http_builder(), header_timeout);
             server.serve(app).await
         }
     }
@@ -64,9 +65,13 @@ pub async fn serve(
 
 /// Cuts off clients that are slow to send their headers (slowloris) and
 /// keeps to HTTP/1.1.
-fn configure(builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>) {
+fn configure(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    header_timeout: Duration,
+) {
     builder
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10));
+        .header_read_timeout(header_timeout)
+        .max_buf_size(64 * 1024);
 }

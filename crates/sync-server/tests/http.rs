@@ -30,7 +30,33 @@ struct Relay {
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
+/// Everything the relay logged during this test binary's run.
+static LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+struct LogSink;
+
+impl Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
+            .with_writer(|| LogSink)
+            .init();
+    });
+}
+
 async fn start(limits: Limits) -> Relay {
+    capture_logs();
     server::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
@@ -490,9 +516,26 @@ async fn bad_input_gets_a_specific_4xx_and_stores_nothing() {
         (status, code(&body)),
         (400, "bad_envelope_signature".into())
     );
-    // Too large a body.
-    let (status, _) = post(framing::ENVELOPES, vec![0u8; 200 * 1024]).await;
-    assert_eq!(status, 413);
+    // Too large a body: refused with 413 as soon as the length is known
+    // (the relay may close before the client finishes writing).
+    let huge = vec![0u8; 200 * 1024];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let auth = request_auth::sign(&t.field, "POST", &envelopes_path, &huge, now, [3; 16]);
+    let sent = relay
+        .client
+        .post(format!("{}{}", relay.base, envelopes_path))
+        .header("content-type", framing::ENVELOPES)
+        .header("authorization", auth)
+        .body(huge)
+        .send()
+        .await;
+    match sent {
+        Ok(resp) => assert_eq!(resp.status().as_u16(), 413),
+        Err(e) => assert!(e.is_request(), "{e}"),
+    }
     // Unknown team, bad team id, unknown route.
     let other = team();
     let (status, body) = relay
@@ -605,4 +648,98 @@ async fn relay_data_holds_no_canary() {
     }
     // The scan can fail: the relay's own team id is in its database.
     assert!(!files_containing(dir.path(), t.roster.team().as_bytes()).is_empty());
+    // The logs record the upload, but no body and no authorization header.
+    let logs = String::from_utf8_lossy(&LOGS.lock().unwrap()).into_owned();
+    assert!(logs.contains("envelopes accepted"), "logs were captured");
+    for forbidden in [canaries[0], canaries[1], "Amana device=", "sig="] {
+        assert!(!logs.contains(forbidden), "logs contain {forbidden:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_and_size_checks_over_http() {
+    let limits = Limits {
+        max_envelope_bytes: 1500,
+        ..Limits::default()
+    };
+    let relay = start(limits).await;
+    let t = setup(&relay).await;
+    let path = t.path("envelopes");
+    let first = t.envelope(&t.field, 1, Digest::ZERO, "one");
+    let first_id = first.id();
+    assert_eq!(
+        relay
+            .signed("POST", &path, &t.field, framing::ENVELOPES, batch(&[first]))
+            .await
+            .0,
+        200
+    );
+    // seq 2 chained to something other than the stored head.
+    let wrong = t.envelope(&t.field, 2, Digest::of(b"elsewhere"), "two");
+    let (status, body) = relay
+        .signed("POST", &path, &t.field, framing::ENVELOPES, batch(&[wrong]))
+        .await;
+    assert_eq!((status, code(&body)), (409, "prev_mismatch".into()));
+    // An envelope body over the configured limit.
+    let mut noise = vec![0u8; 4000];
+    getrandom::getrandom(&mut noise).unwrap();
+    let incompressible = hex::encode(noise);
+    let big = t.envelope(&t.field, 2, first_id, &incompressible);
+    let (status, body) = relay
+        .signed("POST", &path, &t.field, framing::ENVELOPES, batch(&[big]))
+        .await;
+    assert_eq!((status, code(&body)), (413, "envelope_oversized".into()));
+    // A huge request header is refused with a 4xx, and the relay goes on.
+    let resp = relay
+        .client
+        .get(format!("{}/healthz", relay.base))
+        .header("x-padding", "a".repeat(200 * 1024))
+        .send()
+        .await;
+    if let Ok(resp) = resp {
+        assert!(resp.status().is_client_error(), "{}", resp.status());
+    }
+    assert_eq!(
+        relay
+            .send("GET", "/healthz", None, "", Vec::new(), 0)
+            .await
+            .0,
+        200
+    );
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off() {
+    use std::io::Read;
+    let limits = Limits {
+        header_timeout_secs: 1,
+        ..Limits::default()
+    };
+    let relay = start(limits).await;
+    let port = relay.port();
+    let closed = tokio::task::spawn_blocking(move || {
+        // A TCP connection that never finishes its TLS handshake.
+        let mut raw = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        raw.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = [0u8; 64];
+        let _ = raw.read(&mut buf);
+        started.elapsed()
+    })
+    .await
+    .unwrap();
+    assert!(
+        closed < std::time::Duration::from_secs(25),
+        "half-open connection kept for {closed:?}"
+    );
+    assert_eq!(
+        relay
+            .send("GET", "/healthz", None, "", Vec::new(), 0)
+            .await
+            .0,
+        200
+    );
+    relay.stop().await;
 }

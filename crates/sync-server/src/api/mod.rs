@@ -73,6 +73,11 @@ impl AppState {
         (self.clock)()
     }
 
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
     /// The verified roster of a team, from cache when the stored chain has
     /// not grown.
     fn roster(&self, team: TeamId) -> Result<Roster, ApiError> {
