@@ -16,7 +16,7 @@ use std::time::Duration;
 use amana_core::envelope::EnvelopeLimits;
 use amana_core::receipt::Receipt;
 use amana_core::request_auth::RequestAuth;
-use amana_core::roster::{Roster, RosterOp};
+use amana_core::roster::Roster;
 use amana_core::{DeviceId, TeamId};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, OriginalUri, Path, Query, State};
@@ -265,11 +265,10 @@ async fn create_team(
 ) -> Result<Response, ApiError> {
     require_type(&headers, framing::ROSTER_OP)?;
     blocking(move || {
-        let op = RosterOp::decode(&body, 0)?;
         let roster = Roster::verify(&[&body[..]])?;
         state
             .store
-            .create_team(op.team, &body, state.now(), state.limits.max_teams)?;
+            .create_team(roster.team(), &body, state.now(), state.limits.max_teams)?;
         tracing::info!(team = %roster.team(), "team created");
         Ok((
             StatusCode::CREATED,
