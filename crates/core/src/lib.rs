@@ -18,16 +18,23 @@ pub mod agefile;
 pub mod case;
 pub mod envelope;
 pub mod error;
+pub mod framing;
 pub mod ids;
+pub mod invite;
 pub mod keys;
 #[cfg(feature = "client")]
 mod padding;
+#[cfg(feature = "pin")]
+pub mod pin;
 mod random;
 pub mod receipt;
 pub mod request_auth;
 pub mod roster;
 #[cfg(feature = "client")]
 pub mod store;
+#[cfg(feature = "client")]
+pub mod sync;
+pub mod transport;
 mod wire;
 
 pub use error::{

@@ -118,6 +118,13 @@ impl CaseDoc {
             .map_err(|e| CaseError::BadChange(e.to_string()))
     }
 
+    /// Whether `bytes` decode as an Automerge change (checked before a
+    /// received envelope is accepted, so one bad change cannot block a
+    /// whole page).
+    pub fn is_valid_change(bytes: &[u8]) -> bool {
+        Change::from_bytes(bytes.to_vec()).is_ok()
+    }
+
     /// Whether changes this document depends on are still missing.
     pub fn is_incomplete(&mut self) -> bool {
         !self.doc.get_missing_deps(&[]).is_empty()

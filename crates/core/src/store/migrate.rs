@@ -6,7 +6,10 @@ use rusqlite::Connection;
 
 use super::StoreError;
 
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/device/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/device/0001_init.sql"),
+    include_str!("../../migrations/device/0002_submissions.sql"),
+];
 
 /// Brings the schema up to date.
 pub(super) fn run(conn: &mut Connection) -> Result<(), StoreError> {

@@ -12,11 +12,13 @@
 
 mod cases;
 mod migrate;
+mod pull;
 pub(crate) mod sealer;
 mod sync_state;
 #[cfg(test)]
 mod tests;
 
+pub use pull::{PulledPage, Submission};
 pub use sync_state::{OutboxEntry, PeerHead, QuarantinedEnvelope};
 
 use std::fs;
@@ -106,6 +108,9 @@ pub struct Membership {
     pub genesis: Digest,
     /// SHA-256 of the relay's TLS public key, pinned at enrolment (if any).
     pub relay_key_pin: Option<Digest>,
+    /// The relay's receipt-signing key, pinned at enrolment.
+    #[serde(default)]
+    pub relay_receipt_key: Option<Digest>,
 }
 
 /// An unlocked device store. The keys live as long as this value and are
@@ -232,7 +237,7 @@ impl DeviceStore {
         write_atomically(&self.dir.join(KEYSTORE_FILE), &sealed)
     }
 
-    fn put_meta(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+    pub(crate) fn put_meta(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError> {
         let sealed = self.sealer.seal("meta", name.as_bytes(), value);
         self.conn.execute(
             "INSERT INTO meta (name, value_sealed) VALUES (?1, ?2)
@@ -242,7 +247,7 @@ impl DeviceStore {
         Ok(())
     }
 
-    fn meta(&self, name: &'static str) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, StoreError> {
+    pub(crate) fn meta(&self, name: &'static str) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, StoreError> {
         let sealed: Option<Vec<u8>> = self
             .conn
             .query_row(

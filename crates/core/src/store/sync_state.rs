@@ -82,13 +82,28 @@ impl DeviceStore {
     /// Records a sealed envelope as the next of this device's log and
     /// removes the outbox entries it carries, in one transaction. From now
     /// on these exact bytes are what this seq means: a retry resends them.
+    ///
+    /// `submitted` names the cases whose submission this envelope records
+    /// (an intake-role device lists them after it forgets the cases).
     pub fn commit_envelope(
         &mut self,
         envelope: &SealedEnvelope,
         outbox_ids: &[i64],
+        submitted: &[CaseId],
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         let seq = envelope.header().seq;
+        for case in submitted {
+            let key = self.sealer.index("case", case.as_bytes());
+            let mut plain = case.as_bytes().to_vec();
+            plain.extend_from_slice(&seq.to_be_bytes());
+            let sealed = self.sealer.seal("submissions", &key, &plain);
+            tx.execute(
+                "INSERT INTO submissions (case_key, entry_sealed) VALUES (?1, ?2)
+                 ON CONFLICT (case_key) DO NOTHING",
+                params![key, sealed],
+            )?;
+        }
         let sealed = self
             .sealer
             .seal("own_log", &seq.to_be_bytes(), envelope.as_bytes());
@@ -199,10 +214,7 @@ impl DeviceStore {
     /// Records the last applied envelope of a device.
     pub fn set_peer_head(&mut self, head: &PeerHead) -> Result<(), StoreError> {
         let key = self.sealer.index("device", head.device.as_bytes());
-        let mut plain = head.device.as_bytes().to_vec();
-        plain.extend_from_slice(&head.seq.to_be_bytes());
-        plain.extend_from_slice(head.id.as_bytes());
-        let sealed = self.sealer.seal("peer_heads", &key, &plain);
+        let sealed = self.sealer.seal("peer_heads", &key, &encode_head(head));
         self.conn.execute(
             "INSERT INTO peer_heads (device_key, head_sealed) VALUES (?1, ?2)
              ON CONFLICT (device_key) DO UPDATE SET head_sealed = excluded.head_sealed",
@@ -228,20 +240,18 @@ impl DeviceStore {
 
     /// Keeps a refused envelope with the reason.
     pub fn quarantine(&mut self, envelope: &[u8], reason: &str) -> Result<(), StoreError> {
-        let next: i64 =
-            self.conn
-                .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM quarantine", [], |r| {
-                    r.get(0)
-                })?;
-        let mut plain = (reason.len() as u32).to_be_bytes().to_vec();
-        plain.extend_from_slice(reason.as_bytes());
-        plain.extend_from_slice(envelope);
-        let sealed = self.sealer.seal("quarantine", &next.to_be_bytes(), &plain);
-        self.conn.execute(
-            "INSERT INTO quarantine (id, entry_sealed) VALUES (?1, ?2)",
-            params![next, sealed],
-        )?;
+        let tx = self.conn.transaction()?;
+        quarantine_in(&tx, &self.sealer, envelope, reason)?;
+        tx.commit()?;
         Ok(())
+    }
+
+    /// Number of quarantined envelopes.
+    pub fn quarantine_len(&self) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM quarantine", [], |r| r.get(0))?;
+        Ok(n as u64)
     }
 
     /// Every quarantined envelope.
@@ -270,6 +280,33 @@ impl DeviceStore {
         }
         Ok(out)
     }
+}
+
+pub(super) fn quarantine_in(
+    tx: &rusqlite::Transaction<'_>,
+    sealer: &super::Sealer,
+    envelope: &[u8],
+    reason: &str,
+) -> Result<(), StoreError> {
+    let next: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM quarantine", [], |r| {
+        r.get(0)
+    })?;
+    let mut plain = (reason.len() as u32).to_be_bytes().to_vec();
+    plain.extend_from_slice(reason.as_bytes());
+    plain.extend_from_slice(envelope);
+    let sealed = sealer.seal("quarantine", &next.to_be_bytes(), &plain);
+    tx.execute(
+        "INSERT INTO quarantine (id, entry_sealed) VALUES (?1, ?2)",
+        params![next, sealed],
+    )?;
+    Ok(())
+}
+
+pub(super) fn encode_head(head: &PeerHead) -> Vec<u8> {
+    let mut plain = head.device.as_bytes().to_vec();
+    plain.extend_from_slice(&head.seq.to_be_bytes());
+    plain.extend_from_slice(head.id.as_bytes());
+    plain
 }
 
 fn decode_head(plain: &[u8]) -> Result<PeerHead, StoreError> {

@@ -277,12 +277,12 @@ fn own_log_outbox_and_receipts() {
     let changes: Vec<_> = pending.iter().map(|e| e.change.clone()).collect();
     let env = seal(header, &changes, &epoch.recipient(), store.keys()).unwrap();
     let ids: Vec<i64> = pending.iter().map(|e| e.id).collect();
-    store.commit_envelope(&env, &ids).unwrap();
+    store.commit_envelope(&env, &ids, &[]).unwrap();
     assert_eq!(store.outbox_len().unwrap(), 0);
     assert_eq!(store.own_head().unwrap(), Some((1, env.id())));
     assert_eq!(store.unreceipted().unwrap(), vec![env.as_bytes().to_vec()]);
     // The same seq cannot be written twice with other bytes.
-    assert!(store.commit_envelope(&env, &[]).is_err());
+    assert!(store.commit_envelope(&env, &[], &[]).is_err());
     store.add_receipt(1, b"receipt").unwrap();
     assert!(store.unreceipted().unwrap().is_empty());
     assert_eq!(store.receipts().unwrap(), vec![b"receipt".to_vec()]);

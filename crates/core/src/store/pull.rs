@@ -1,0 +1,140 @@
+//! The sync engine's transactions on the device store: committing a pulled
+//! page (changes, heads, cursor and quarantine together), and what an
+//! intake-role device keeps after it has handed its cases in.
+
+use rusqlite::params;
+
+use super::{DeviceStore, StoreError, cases};
+use crate::envelope::seal::CaseChange;
+use crate::ids::CaseId;
+use crate::store::PeerHead;
+
+/// A case an intake-role device submitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Submission {
+    /// The case.
+    pub case: CaseId,
+    /// The seq of the envelope that first carried it.
+    pub seq: u64,
+    /// Whether the relay has receipted that envelope.
+    pub receipted: bool,
+}
+
+/// A verified page, ready to commit.
+#[derive(Debug, Default)]
+pub struct PulledPage {
+    /// Changes from other devices to apply.
+    pub changes: Vec<CaseChange>,
+    /// Device heads after this page.
+    pub heads: Vec<PeerHead>,
+    /// The cursor after this page.
+    pub cursor: u64,
+    /// Envelopes refused, with the reason.
+    pub quarantined: Vec<(Vec<u8>, String)>,
+}
+
+impl DeviceStore {
+    /// Commits a pulled page in one transaction: either all of it (changes,
+    /// heads, cursor, quarantine) is stored, or none.
+    pub fn commit_pull(&mut self, page: &PulledPage) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        cases::apply_in(&tx, &self.sealer, &self.keys, &page.changes)?;
+        for head in &page.heads {
+            let key = self.sealer.index("device", head.device.as_bytes());
+            let sealed = self
+                .sealer
+                .seal("peer_heads", &key, &super::sync_state::encode_head(head));
+            tx.execute(
+                "INSERT INTO peer_heads (device_key, head_sealed) VALUES (?1, ?2)
+                 ON CONFLICT (device_key) DO UPDATE SET head_sealed = excluded.head_sealed",
+                params![key, sealed],
+            )?;
+        }
+        for (envelope, reason) in &page.quarantined {
+            super::sync_state::quarantine_in(&tx, &self.sealer, envelope, reason)?;
+        }
+        let sealed = self
+            .sealer
+            .seal("meta", b"cursor", &page.cursor.to_be_bytes());
+        tx.execute(
+            "INSERT INTO meta (name, value_sealed) VALUES ('cursor', ?1)
+             ON CONFLICT (name) DO UPDATE SET value_sealed = excluded.value_sealed",
+            [sealed],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every case this device submitted, oldest first.
+    pub fn submissions(&self) -> Result<Vec<Submission>, StoreError> {
+        let first_unreceipted: Option<i64> = self.conn.query_row(
+            "SELECT MIN(seq) FROM own_log WHERE receipted = 0",
+            [],
+            |r| r.get(0),
+        )?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT case_key, entry_sealed FROM submissions")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (key, sealed) = row?;
+            let plain = self.sealer.open("submissions", &key, &sealed)?;
+            let bad = || StoreError::Corrupt("submission record unreadable".into());
+            let (case, seq) = plain.split_at_checked(16).ok_or_else(bad)?;
+            let seq = u64::from_be_bytes(seq.try_into().map_err(|_| bad())?);
+            out.push(Submission {
+                case: CaseId::from_slice(case).map_err(|_| bad())?,
+                seq,
+                receipted: first_unreceipted.is_none_or(|first| (seq as i64) < first),
+            });
+        }
+        out.sort_by_key(|s| (s.seq, s.case));
+        Ok(out)
+    }
+
+    /// For an intake-role device once everything is receipted: deletes
+    /// every case document and every receipted envelope but the last
+    /// (whose id the next envelope chains to). With `secure_delete` on,
+    /// SQLite overwrites the freed pages. Returns how many cases it forgot.
+    pub fn forget_submitted(&mut self) -> Result<usize, StoreError> {
+        let tx = self.conn.transaction()?;
+        let pending: i64 = tx.query_row(
+            "SELECT (SELECT COUNT(*) FROM outbox) + (SELECT COUNT(*) FROM own_log WHERE receipted = 0)",
+            [],
+            |r| r.get(0),
+        )?;
+        if pending > 0 {
+            return Ok(0);
+        }
+        let forgotten = tx.execute("DELETE FROM cases", [])?;
+        tx.execute(
+            "DELETE FROM own_log WHERE seq < (SELECT MAX(seq) FROM own_log)",
+            [],
+        )?;
+        tx.commit()?;
+        // Fold the WAL back so the deleted pages do not linger in it.
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(forgotten)
+    }
+
+    /// Records when the last sync completed (unix seconds).
+    pub fn set_last_sync(&mut self, at: u64) -> Result<(), StoreError> {
+        self.put_meta("last_sync", &at.to_be_bytes())
+    }
+
+    /// When the last sync completed.
+    pub fn last_sync(&self) -> Result<Option<u64>, StoreError> {
+        self.meta("last_sync")?
+            .map(|b| {
+                b.as_slice()
+                    .try_into()
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| StoreError::Corrupt("last sync record unreadable".into()))
+            })
+            .transpose()
+    }
+}

@@ -1,0 +1,531 @@
+//! One sync: refresh the roster, collect delivered epoch keys, push the
+//! outbox, pull and verify everything new.
+//!
+//! Every step is resumable. An outgoing envelope is sealed and committed to
+//! the device's own log *before* it is sent, so a retry resends the same
+//! bytes (the relay answers `duplicate`); a pulled page commits its changes,
+//! the device heads, the quarantine and the cursor in one transaction. A
+//! connection that drops at any byte therefore loses nothing, and the next
+//! sync repeats at most one batch.
+//!
+//! Checks on every pulled envelope (architecture brief, "client checks"):
+//! structure and team; the author on the roster, allowed to write in that
+//! epoch and within its revocation bound; the signature; chain continuity
+//! (seq = head + 1 and prev = head id, so a gap means withheld data and an
+//! old seq a replay); decryption and the header copy inside; decodable
+//! changes. A failure quarantines the envelope with its reason, and every
+//! later envelope of that device then fails the chain check too. After
+//! each page the relay's reported heads are compared with what this device
+//! applied: a head behind ours is a rollback, a different id at our seq a
+//! fork, and a head the relay reports but never sent is withholding.
+
+use std::collections::BTreeMap;
+
+use super::client::{RelayClient, UploadOutcome};
+use super::{Env, SyncError};
+use crate::case::CaseDoc;
+use crate::envelope::seal::{self, CaseChange};
+use crate::envelope::{EnvelopeHeader, EnvelopeLimits, Kind, SealedEnvelope};
+use crate::error::EnvelopeError;
+use crate::framing::Page;
+use crate::ids::{CaseId, DeviceId, Digest};
+use crate::invite::safety_number;
+use crate::keys::EpochKeyring;
+use crate::keys::delivery::KeyEnvelope;
+use crate::receipt::Receipt;
+use crate::roster::{Role, Roster};
+use crate::store::{DeviceStore, PeerHead, PulledPage, StoreError};
+use crate::transport::Transport;
+
+/// Most changes sealed into one envelope.
+const CHANGES_PER_ENVELOPE: usize = 200;
+/// Soft cap on the change bytes in one envelope.
+const ENVELOPE_TARGET_BYTES: usize = 256 * 1024;
+/// Envelopes per upload request (the relay accepts up to 500).
+const UPLOAD_BATCH: usize = 20;
+/// Envelopes per pulled page.
+const PAGE_LIMIT: usize = 200;
+
+/// What a sync is doing, for progress display.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Envelopes uploaded out of those waiting.
+    Pushing {
+        /// Uploaded so far.
+        done: usize,
+        /// Waiting in total.
+        total: usize,
+    },
+    /// Envelopes received so far.
+    Pulling {
+        /// Received so far.
+        done: usize,
+    },
+}
+
+/// What a sync did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Envelopes sealed from the outbox.
+    pub sealed: usize,
+    /// Envelopes the relay receipted in this sync.
+    pub pushed: usize,
+    /// Envelopes received and applied.
+    pub pulled: usize,
+    /// Changes applied from other devices.
+    pub applied_changes: usize,
+    /// Epoch keys received.
+    pub epoch_keys_received: usize,
+    /// Envelopes quarantined in this sync, with the reason.
+    pub quarantined: Vec<String>,
+    /// Cases an intake-role device forgot after they were receipted.
+    pub forgotten_cases: usize,
+    /// Requests made.
+    pub requests: u64,
+    /// Bytes sent (bodies and paths).
+    pub bytes_sent: u64,
+    /// Bytes received (bodies).
+    pub bytes_received: u64,
+}
+
+/// Runs one sync of `store` with the relay behind `client`.
+pub fn sync<T: Transport>(
+    store: &mut DeviceStore,
+    client: &mut RelayClient<T>,
+    env: &mut Env,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<SyncReport, SyncError> {
+    let (start_requests, start_sent, start_received) =
+        (client.requests, client.bytes_sent, client.bytes_received);
+    let mut report = SyncReport::default();
+    let roster = refresh_roster(store, client, env)?;
+    let me = store.keys().device_id();
+    let role = roster
+        .device(&me)
+        .map(|d| d.entry.role)
+        .ok_or(SyncError::Revoked)?;
+    if role.reads_cases() {
+        report.epoch_keys_received = collect_keys(store, client, env, &roster)?;
+    }
+    if role.can_write() {
+        report.sealed = seal_outbox(store, &roster, role)?;
+        report.pushed = push(store, client, env, progress)?;
+    }
+    if role == Role::Intake {
+        report.forgotten_cases = store.forget_submitted()?;
+    }
+    if role.reads_cases() {
+        pull(store, client, env, &roster, progress, &mut report)?;
+    }
+    store.set_last_sync(env.now())?;
+    report.requests = client.requests - start_requests;
+    report.bytes_sent = client.bytes_sent - start_sent;
+    report.bytes_received = client.bytes_received - start_received;
+    Ok(report)
+}
+
+/// Fetches the roster, verifies it against the pinned genesis and checks it
+/// extends the one already held; stores and returns it.
+pub(crate) fn refresh_roster<T: Transport>(
+    store: &mut DeviceStore,
+    client: &mut RelayClient<T>,
+    env: &mut Env,
+) -> Result<Roster, SyncError> {
+    let membership = store.membership()?.ok_or(StoreError::NotMember)?;
+    let held = store.roster()?;
+    let awaiting = |store: &DeviceStore| SyncError::AwaitingApproval {
+        safety_number: safety_number(
+            membership.team,
+            &store.keys().verifying_key(),
+            &store.keys().recipient().to_string(),
+        ),
+    };
+    let ops = match client.roster(env, store.keys()) {
+        Err(SyncError::Refused { code, .. }) if code == "not_a_team_device" && held.is_none() => {
+            return Err(awaiting(store));
+        }
+        other => other?,
+    };
+    let roster = Roster::verify_pinned(&ops, membership.genesis)?;
+    if let Some(held) = &held {
+        let extends = held.ops().len() <= roster.ops().len()
+            && held
+                .ops()
+                .iter()
+                .zip(roster.ops())
+                .all(|(a, b)| a.as_bytes() == b.as_bytes());
+        if !extends {
+            return Err(SyncError::RosterRollback {
+                ours: held.ops().len(),
+                relay: roster.ops().len(),
+            });
+        }
+    }
+    match roster.device(&store.keys().device_id()) {
+        None => return Err(awaiting(store)),
+        Some(record) if !record.is_active() => {
+            store.save_roster(&roster)?;
+            return Err(SyncError::Revoked);
+        }
+        Some(record) => {
+            if record.entry.role != membership.role {
+                let mut updated = membership.clone();
+                updated.role = record.entry.role;
+                store.set_membership(&updated)?;
+            }
+        }
+    }
+    store.save_roster(&roster)?;
+    Ok(roster)
+}
+
+/// Stores every delivered epoch key this device does not hold yet.
+fn collect_keys<T: Transport>(
+    store: &mut DeviceStore,
+    client: &mut RelayClient<T>,
+    env: &mut Env,
+    roster: &Roster,
+) -> Result<usize, SyncError> {
+    let held = store.epoch_keys()?;
+    let mut received = 0;
+    for bytes in client.keys(env, store.keys())? {
+        let delivery = KeyEnvelope::parse(bytes)?;
+        if held.get(delivery.epoch).is_some() {
+            continue;
+        }
+        let key = delivery.open(roster, store.keys())?;
+        store.put_epoch_key(&key)?;
+        received += 1;
+    }
+    Ok(received)
+}
+
+/// Seals the outbox into envelopes of this device's log.
+fn seal_outbox(store: &mut DeviceStore, roster: &Roster, role: Role) -> Result<usize, SyncError> {
+    let epoch = roster.current_epoch().clone();
+    let team = roster.team();
+    let mut sealed = 0;
+    loop {
+        let entries = store.outbox(CHANGES_PER_ENVELOPE)?;
+        if entries.is_empty() {
+            return Ok(sealed);
+        }
+        let mut bytes = 0;
+        let mut ids = Vec::new();
+        let mut changes: Vec<CaseChange> = Vec::new();
+        for entry in entries {
+            if !changes.is_empty() && bytes + entry.change.change.len() > ENVELOPE_TARGET_BYTES {
+                break;
+            }
+            bytes += entry.change.change.len();
+            ids.push(entry.id);
+            changes.push(entry.change);
+        }
+        let (seq, prev) = match store.own_head()? {
+            Some((seq, id)) => (seq + 1, id),
+            None => (1, Digest::ZERO),
+        };
+        let header = EnvelopeHeader {
+            kind: Kind::Changes,
+            team,
+            device: store.keys().device_id(),
+            seq,
+            prev,
+            epoch: epoch.epoch,
+            body_len: 0,
+        };
+        let envelope = seal::seal(header, &changes, &epoch.recipient, store.keys())?;
+        let submitted: Vec<CaseId> = if role == Role::Intake {
+            let mut cases: Vec<CaseId> = changes.iter().map(|c| c.case).collect();
+            cases.sort();
+            cases.dedup();
+            cases
+        } else {
+            Vec::new()
+        };
+        store.commit_envelope(&envelope, &ids, &submitted)?;
+        sealed += 1;
+    }
+}
+
+/// Uploads every envelope of this device's log the relay has not receipted.
+fn push<T: Transport>(
+    store: &mut DeviceStore,
+    client: &mut RelayClient<T>,
+    env: &mut Env,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<usize, SyncError> {
+    let membership = store.membership()?.ok_or(StoreError::NotMember)?;
+    let relay_key = membership
+        .relay_receipt_key
+        .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(k.as_bytes()).ok())
+        .ok_or_else(|| StoreError::Corrupt("the pinned relay key is missing".into()))?;
+    let pending = store.unreceipted()?;
+    let total = pending.len();
+    let mut done = 0;
+    for batch in pending.chunks(UPLOAD_BATCH) {
+        progress(Progress::Pushing { done, total });
+        let UploadOutcome { accepted, refused } = client.upload(env, store.keys(), batch)?;
+        for accepted in &accepted {
+            let bytes = batch
+                .iter()
+                .find(|b| envelope_seq(b) == Some(accepted.seq))
+                .ok_or_else(|| SyncError::RelayGarbage("a receipt for an envelope not sent".into()))?;
+            let receipt = Receipt::verify(&accepted.receipt, &relay_key)
+                .map_err(|_| SyncError::BadReceipt { seq: accepted.seq })?;
+            let expected = Receipt {
+                team: membership.team,
+                device: store.keys().device_id(),
+                seq: accepted.seq,
+                envelope: Digest::of(bytes),
+                cursor: accepted.cursor,
+            };
+            if receipt != expected {
+                return Err(SyncError::BadReceipt { seq: accepted.seq });
+            }
+            store.add_receipt(accepted.seq, &accepted.receipt)?;
+            done += 1;
+        }
+        if let Some(refusal) = refused {
+            let seq = batch.get(accepted.len()).and_then(|b| envelope_seq(b)).unwrap_or(0);
+            return Err(match refusal {
+                SyncError::Refused { code, .. }
+                    if matches!(code.as_str(), "seq_gap" | "prev_mismatch" | "equivocation") =>
+                {
+                    SyncError::RelayLostOwnLog { seq, code }
+                }
+                other => other,
+            });
+        }
+    }
+    progress(Progress::Pushing { done, total });
+    Ok(done)
+}
+
+fn envelope_header(bytes: &[u8]) -> Option<EnvelopeHeader> {
+    EnvelopeHeader::decode(bytes.first_chunk()?).ok()
+}
+
+fn envelope_seq(bytes: &[u8]) -> Option<u64> {
+    envelope_header(bytes).map(|h| h.seq)
+}
+
+/// Pulls every page after the cursor, verifying before applying.
+fn pull<T: Transport>(
+    store: &mut DeviceStore,
+    client: &mut RelayClient<T>,
+    env: &mut Env,
+    roster: &Roster,
+    progress: &mut dyn FnMut(Progress),
+    report: &mut SyncReport,
+) -> Result<(), SyncError> {
+    let me = store.keys().device_id();
+    let keyring = store.epoch_keys()?;
+    let mut cursor = store.cursor()?;
+    let mut heads: BTreeMap<DeviceId, PeerHead> = BTreeMap::new();
+    loop {
+        progress(Progress::Pulling { done: report.pulled });
+        let page = client.page(env, store.keys(), cursor, PAGE_LIMIT)?;
+        check_page_order(&page, cursor)?;
+        for head in &page.heads {
+            if let std::collections::btree_map::Entry::Vacant(slot) = heads.entry(head.device)
+                && let Some(held) = store.peer_head(head.device)?
+            {
+                slot.insert(held);
+            }
+        }
+        check_heads(&page, &heads)?;
+        let mut pulled = PulledPage {
+            cursor,
+            ..PulledPage::default()
+        };
+        let mut changed: BTreeMap<DeviceId, PeerHead> = BTreeMap::new();
+        let mut stopped = None;
+        for entry in &page.entries {
+            if let Some(device) = envelope_header(&entry.bytes).map(|h| h.device)
+                && !heads.contains_key(&device)
+                && let Some(held) = store.peer_head(device)?
+            {
+                heads.insert(device, held);
+            }
+            match check_envelope(&entry.bytes, roster, &keyring, &heads) {
+                Ok(opened) => {
+                    let head = PeerHead {
+                        device: opened.header.device,
+                        seq: opened.header.seq,
+                        id: opened.id,
+                    };
+                    heads.insert(head.device, head);
+                    changed.insert(head.device, head);
+                    if head.device != me {
+                        report.applied_changes += opened.changes.len();
+                        pulled.changes.extend(opened.changes);
+                    }
+                    report.pulled += 1;
+                }
+                Err(Refusal::MissingKey(epoch)) => {
+                    stopped = Some(epoch);
+                    break;
+                }
+                Err(Refusal::Quarantine(reason)) => {
+                    report.quarantined.push(reason.clone());
+                    pulled.quarantined.push((entry.bytes.clone(), reason));
+                }
+            }
+            pulled.cursor = entry.cursor;
+        }
+        if stopped.is_none() {
+            pulled.cursor = page.next_cursor.max(pulled.cursor);
+        }
+        pulled.heads = changed.into_values().collect();
+        store.commit_pull(&pulled)?;
+        cursor = pulled.cursor;
+        if let Some(epoch) = stopped {
+            return Err(SyncError::MissingEpochKey(epoch));
+        }
+        if !page.more {
+            return check_withheld(&page, &heads);
+        }
+    }
+}
+
+/// Cursors must rise strictly, starting after ours.
+fn check_page_order(page: &Page, after: u64) -> Result<(), SyncError> {
+    let mut last = after;
+    for entry in &page.entries {
+        if entry.cursor <= last {
+            return Err(SyncError::RelayGarbage(format!(
+                "envelope cursors out of order ({} after {last})",
+                entry.cursor
+            )));
+        }
+        last = entry.cursor;
+    }
+    if page.next_cursor < last {
+        return Err(SyncError::RelayGarbage("next cursor behind the page".into()));
+    }
+    Ok(())
+}
+
+/// The relay's heads must not be behind, or different from, what we applied.
+fn check_heads(page: &Page, ours: &BTreeMap<DeviceId, PeerHead>) -> Result<(), SyncError> {
+    for relay in &page.heads {
+        if let Some(held) = ours.get(&relay.device) {
+            if relay.seq < held.seq {
+                return Err(SyncError::Rollback {
+                    device: relay.device,
+                    ours: held.seq,
+                    relay: relay.seq,
+                });
+            }
+            if relay.seq == held.seq && relay.id != held.id {
+                return Err(SyncError::Fork {
+                    device: relay.device,
+                    seq: relay.seq,
+                });
+            }
+        }
+    }
+    // A device we applied envelopes from must still be listed.
+    for held in ours.values() {
+        if !page.heads.iter().any(|h| h.device == held.device) {
+            return Err(SyncError::Rollback {
+                device: held.device,
+                ours: held.seq,
+                relay: 0,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// On the last page, every head the relay reports must have been received.
+fn check_withheld(page: &Page, ours: &BTreeMap<DeviceId, PeerHead>) -> Result<(), SyncError> {
+    for relay in &page.heads {
+        let received = ours.get(&relay.device).map_or(0, |h| h.seq);
+        if received < relay.seq {
+            return Err(SyncError::Withheld {
+                device: relay.device,
+                received,
+                relay: relay.seq,
+            });
+        }
+        if let Some(held) = ours.get(&relay.device)
+            && held.seq == relay.seq
+            && held.id != relay.id
+        {
+            return Err(SyncError::Fork {
+                device: relay.device,
+                seq: relay.seq,
+            });
+        }
+    }
+    Ok(())
+}
+
+enum Refusal {
+    MissingKey(u32),
+    Quarantine(String),
+}
+
+/// Every client-side check of one envelope, in order.
+fn check_envelope(
+    bytes: &[u8],
+    roster: &Roster,
+    keyring: &EpochKeyring,
+    heads: &BTreeMap<DeviceId, PeerHead>,
+) -> Result<seal::OpenedEnvelope, Refusal> {
+    let q = |reason: String| Refusal::Quarantine(reason);
+    let envelope = SealedEnvelope::parse(bytes.to_vec(), &EnvelopeLimits::default())
+        .map_err(|e| q(format!("malformed envelope: {e}")))?;
+    let header = envelope.header().clone();
+    let record = roster
+        .check_author(&header)
+        .map_err(|e| q(format!("author not allowed: {e}")))?;
+    let key = record.entry.signing_key;
+    envelope
+        .verify_signature(&key)
+        .map_err(|e| q(format!("device {} seq {}: {e}", header.device, header.seq)))?;
+    let (expected_seq, expected_prev) = heads
+        .get(&header.device)
+        .map_or((1, Digest::ZERO), |h| (h.seq + 1, h.id));
+    if header.seq < expected_seq {
+        return Err(q(format!(
+            "device {} seq {}: replay of an envelope already applied (next expected {expected_seq})",
+            header.device, header.seq
+        )));
+    }
+    if header.seq > expected_seq {
+        return Err(q(format!(
+            "device {} seq {}: gap in the chain, seq {expected_seq} was withheld",
+            header.device, header.seq
+        )));
+    }
+    if header.prev != expected_prev {
+        return Err(q(format!(
+            "device {} seq {}: does not chain to the envelope applied before it",
+            header.device, header.seq
+        )));
+    }
+    let opened = match seal::open(&envelope, roster.team(), &key, keyring) {
+        Ok(opened) => opened,
+        Err(EnvelopeError::UnknownEpoch(epoch)) => return Err(Refusal::MissingKey(epoch)),
+        Err(e) => {
+            return Err(q(format!(
+                "device {} seq {}: {e}",
+                header.device, header.seq
+            )));
+        }
+    };
+    if let Some(bad) = opened
+        .changes
+        .iter()
+        .position(|c| !CaseDoc::is_valid_change(&c.change))
+    {
+        return Err(q(format!(
+            "device {} seq {}: change {bad} is not a valid Automerge change",
+            header.device, header.seq
+        )));
+    }
+    Ok(opened)
+}
