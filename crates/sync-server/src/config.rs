@@ -28,6 +28,10 @@ pub struct Limits {
     /// Longest a client may take to send its request headers, seconds
     /// (half-open and slowloris connections are closed).
     pub header_timeout_secs: u64,
+    /// Most unused, unexpired invites per team.
+    pub max_open_invites: u64,
+    /// Longest an invite may stay valid, seconds.
+    pub max_invite_ttl_secs: u64,
 }
 
 impl Default for Limits {
@@ -43,6 +47,8 @@ impl Default for Limits {
             max_clock_skew_secs: 300,
             request_timeout_secs: 30,
             header_timeout_secs: 10,
+            max_open_invites: 100,
+            max_invite_ttl_secs: 30 * 24 * 3600,
         }
     }
 }

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod config;
 pub mod ingest;
+pub mod memory;
 pub mod relay_key;
 pub mod server;
 pub mod store;

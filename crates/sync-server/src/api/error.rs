@@ -101,6 +101,10 @@ impl From<StoreError> for ApiError {
             StoreError::Gap { .. } => (S::CONFLICT, "seq_gap"),
             StoreError::PrevMismatch { .. } => (S::CONFLICT, "prev_mismatch"),
             StoreError::Equivocation { .. } => (S::CONFLICT, "equivocation"),
+            StoreError::InviteUnknown => (S::NOT_FOUND, "invite_unknown"),
+            StoreError::InviteUsed => (S::GONE, "invite_used"),
+            StoreError::InviteExpired => (S::GONE, "invite_expired"),
+            StoreError::TooManyInvites { .. } => (S::FORBIDDEN, "too_many_invites"),
             StoreError::Corrupt(_) | StoreError::Backend(_) => {
                 tracing::error!(error = %e, "relay storage failed");
                 return ApiError::new(

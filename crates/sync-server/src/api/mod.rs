@@ -3,6 +3,7 @@
 //! Handlers never log request bodies; they log the team, device, route and
 //! outcome only.
 
+mod enrolment;
 mod error;
 pub mod framing;
 mod rate;
@@ -16,7 +17,7 @@ use std::time::Duration;
 use amana_core::envelope::EnvelopeLimits;
 use amana_core::receipt::Receipt;
 use amana_core::request_auth::RequestAuth;
-use amana_core::roster::Roster;
+use amana_core::roster::{Role, Roster};
 use amana_core::{DeviceId, TeamId};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, OriginalUri, Path, Query, State};
@@ -69,7 +70,7 @@ impl AppState {
         }
     }
 
-    fn now(&self) -> u64 {
+    pub(super) fn now(&self) -> u64 {
         (self.clock)()
     }
 
@@ -80,7 +81,7 @@ impl AppState {
 
     /// The verified roster of a team, from cache when the stored chain has
     /// not grown.
-    fn roster(&self, team: TeamId) -> Result<Roster, ApiError> {
+    pub(super) fn roster(&self, team: TeamId) -> Result<Roster, ApiError> {
         let ops = self.store.roster(team)?;
         let mut cache = self.rosters.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(cached) = cache.get(&team)
@@ -103,7 +104,7 @@ impl AppState {
 
     /// Checks the request signature and freshness; returns the team's
     /// roster and the signing device.
-    fn authenticate(
+    pub(super) fn authenticate(
         &self,
         team: TeamId,
         method: &Method,
@@ -186,6 +187,13 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(get_envelopes).post(upload),
         )
         .route("/v1/teams/{team}/receipts", get(get_receipts))
+        .route("/v1/teams/{team}/invites", post(enrolment::create_invite))
+        .route("/v1/teams/{team}/join", post(enrolment::join))
+        .route("/v1/teams/{team}/pending", get(enrolment::pending))
+        .route(
+            "/v1/teams/{team}/keys",
+            get(enrolment::get_keys).post(enrolment::put_keys),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -215,7 +223,7 @@ async fn relay_info(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     }))
 }
 
-fn parse_team(text: &str) -> Result<TeamId, ApiError> {
+pub(super) fn parse_team(text: &str) -> Result<TeamId, ApiError> {
     text.parse().map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -225,7 +233,7 @@ fn parse_team(text: &str) -> Result<TeamId, ApiError> {
     })
 }
 
-fn require_type(headers: &HeaderMap, expected: &str) -> Result<(), ApiError> {
+pub(super) fn require_type(headers: &HeaderMap, expected: &str) -> Result<(), ApiError> {
     let found = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -242,7 +250,7 @@ fn require_type(headers: &HeaderMap, expected: &str) -> Result<(), ApiError> {
 }
 
 /// Runs blocking store work off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|_| {
@@ -254,7 +262,7 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
-fn binary(media_type: &'static str, body: Vec<u8>) -> Response {
+pub(super) fn binary(media_type: &'static str, body: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, media_type)], body).into_response()
 }
 
@@ -395,17 +403,23 @@ async fn get_envelopes(
 ) -> Result<Response, ApiError> {
     let team = parse_team(&team)?;
     blocking(move || {
-        state.authenticate(team, &method, &uri, &headers, &[])?;
+        let (roster, device) = state.authenticate(team, &method, &uri, &headers, &[])?;
+        if roster.device(&device).map(|d| d.entry.role) == Some(Role::Intake) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "not_a_reader",
+                "an intake device submits cases but cannot download the team's envelopes",
+            ));
+        }
         let after = query.after.unwrap_or(0);
         let limit = query
             .limit
             .unwrap_or(state.limits.max_page)
             .clamp(1, state.limits.max_page);
-        let mut envelopes = state.store.envelopes_after(team, after, limit + 1)?;
+        let (mut envelopes, heads) = state.store.page(team, after, limit + 1)?;
         let more = envelopes.len() > limit;
         envelopes.truncate(limit);
         let next = envelopes.last().map_or(after, |e| e.cursor);
-        let heads = state.store.heads(team)?;
         Ok(binary(
             framing::PAGE,
             framing::page(next, more, &heads, &envelopes),

@@ -9,6 +9,7 @@
 //! what must be atomic with the write: chain continuity, idempotence,
 //! equivocation evidence and quotas.
 
+mod enrolment;
 mod sqlite;
 
 pub use sqlite::SqliteStore;
@@ -76,6 +77,23 @@ pub struct Head {
     pub id: Digest,
 }
 
+/// A device's request to join, as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinRecord {
+    /// The requesting device.
+    pub device: DeviceId,
+    /// Its Ed25519 public key.
+    pub signing_key: [u8; 32],
+    /// Its age recipient.
+    pub recipient: String,
+    /// The invite it used.
+    pub invite: Digest,
+    /// The role of that invite (filled in by the store).
+    pub role: u8,
+    /// When it asked.
+    pub requested_at: u64,
+}
+
 /// Why the store refused or failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -129,6 +147,21 @@ pub enum StoreError {
         device: DeviceId,
         /// The seq.
         seq: u64,
+    },
+    /// No such invite for this team.
+    #[error("the relay does not know this invite")]
+    InviteUnknown,
+    /// The invite was used already.
+    #[error("this invite was already used")]
+    InviteUsed,
+    /// The invite has expired.
+    #[error("this invite has expired")]
+    InviteExpired,
+    /// Too many open invites.
+    #[error("the team has {max} open invites; let some expire or use them first")]
+    TooManyInvites {
+        /// The limit.
+        max: u64,
     },
     /// The database holds something this build cannot read.
     #[error("relay database is damaged: {0}")]
@@ -202,4 +235,46 @@ pub trait RelayStore: Send + Sync + 'static {
         expires_at: u64,
         now: u64,
     ) -> Result<bool, StoreError>;
+
+    /// Envelopes after `after` (at most `limit`) and every device's head,
+    /// read consistently: on the last page, the heads cover exactly what
+    /// was listed, so a client can tell withheld envelopes from new ones.
+    fn page(
+        &self,
+        team: TeamId,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<StoredEnvelope>, Vec<Head>), StoreError>;
+
+    /// Registers an invite by id, unless the team has `max_open` unused,
+    /// unexpired invites already.
+    fn create_invite(
+        &self,
+        team: TeamId,
+        invite: Digest,
+        role: u8,
+        expires_at: u64,
+        now: u64,
+        max_open: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Marks the invite used and records the join request, atomically;
+    /// returns the invite's role.
+    fn redeem_invite(&self, team: TeamId, request: &JoinRecord, now: u64)
+    -> Result<u8, StoreError>;
+
+    /// Every join request of the team.
+    fn join_requests(&self, team: TeamId) -> Result<Vec<JoinRecord>, StoreError>;
+
+    /// Stores key envelopes (device, epoch, bytes); a new delivery of the
+    /// same epoch to the same device replaces the old one.
+    fn put_key_envelopes(
+        &self,
+        team: TeamId,
+        deliveries: &[(DeviceId, u32, Vec<u8>)],
+        now: u64,
+    ) -> Result<(), StoreError>;
+
+    /// The key envelopes delivered to a device, by epoch.
+    fn key_envelopes(&self, team: TeamId, device: DeviceId) -> Result<Vec<Vec<u8>>, StoreError>;
 }

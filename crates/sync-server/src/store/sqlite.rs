@@ -7,9 +7,12 @@ use std::sync::{Mutex, MutexGuard};
 use amana_core::{DeviceId, Digest, TeamId};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{Appended, Head, NewEnvelope, RelayStore, StoreError, StoredEnvelope};
+use super::{Appended, Head, JoinRecord, NewEnvelope, RelayStore, StoreError, StoredEnvelope};
 
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../migrations/sqlite/0002_enrolment.sql"),
+];
 
 /// The SQLite implementation of [`RelayStore`].
 pub struct SqliteStore {
@@ -22,7 +25,7 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-fn backend(e: rusqlite::Error) -> StoreError {
+pub(super) fn backend(e: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
     match e.sqlite_error_code() {
         Some(DatabaseCorrupt | NotADatabase) => StoreError::Corrupt(e.to_string()),
@@ -30,7 +33,7 @@ fn backend(e: rusqlite::Error) -> StoreError {
     }
 }
 
-fn blob_id<T, const N: usize>(bytes: Vec<u8>, make: fn([u8; N]) -> T) -> Result<T, StoreError> {
+pub(super) fn blob_id<T, const N: usize>(bytes: Vec<u8>, make: fn([u8; N]) -> T) -> Result<T, StoreError> {
     let array: [u8; N] = bytes
         .try_into()
         .map_err(|_| StoreError::Corrupt("an id column has the wrong length".into()))?;
@@ -79,14 +82,14 @@ impl SqliteStore {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a transaction open
         // (rusqlite rolls back on drop), so a poisoned lock is still usable.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-fn team_exists(conn: &Connection, team: TeamId) -> Result<(), StoreError> {
+pub(super) fn team_exists(conn: &Connection, team: TeamId) -> Result<(), StoreError> {
     let found: Option<i64> = conn
         .query_row(
             "SELECT 1 FROM teams WHERE team = ?1",
@@ -294,23 +297,7 @@ impl RelayStore for SqliteStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<StoredEnvelope>, StoreError> {
-        let conn = self.lock();
-        team_exists(&conn, team)?;
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT cursor, envelope FROM envelopes WHERE team = ?1 AND cursor > ?2
-                 ORDER BY cursor LIMIT ?3",
-            )
-            .map_err(backend)?;
-        let rows = stmt
-            .query_map(params![team.as_bytes(), after as i64, limit as i64], |r| {
-                Ok(StoredEnvelope {
-                    cursor: r.get::<_, i64>(0)? as u64,
-                    bytes: r.get(1)?,
-                })
-            })
-            .map_err(backend)?;
-        rows.collect::<Result<_, _>>().map_err(backend)
+        envelopes_in(&self.lock(), team, after, limit)
     }
 
     fn envelope_at(
@@ -335,32 +322,59 @@ impl RelayStore for SqliteStore {
     }
 
     fn heads(&self, team: TeamId) -> Result<Vec<Head>, StoreError> {
+        heads_in(&self.lock(), team)
+    }
+
+    fn page(
+        &self,
+        team: TeamId,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<StoredEnvelope>, Vec<Head>), StoreError> {
+        // One lock (and so no write in between): the heads describe
+        // exactly the log the listing was read from.
         let conn = self.lock();
-        team_exists(&conn, team)?;
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT device, seq, envelope_id FROM heads WHERE team = ?1 ORDER BY device",
-            )
-            .map_err(backend)?;
-        let rows = stmt
-            .query_map([team.as_bytes()], |r| {
-                Ok((
-                    r.get::<_, Vec<u8>>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
-                ))
-            })
-            .map_err(backend)?;
-        let mut heads = Vec::new();
-        for row in rows {
-            let (device, seq, id) = row.map_err(backend)?;
-            heads.push(Head {
-                device: blob_id(device, DeviceId::from_bytes)?,
-                seq: seq as u64,
-                id: blob_id(id, Digest::from_bytes)?,
-            });
-        }
-        Ok(heads)
+        let envelopes = envelopes_in(&conn, team, after, limit)?;
+        let heads = heads_in(&conn, team)?;
+        Ok((envelopes, heads))
+    }
+
+    fn create_invite(
+        &self,
+        team: TeamId,
+        invite: Digest,
+        role: u8,
+        expires_at: u64,
+        now: u64,
+        max_open: u64,
+    ) -> Result<(), StoreError> {
+        super::enrolment::create_invite(&mut self.lock(), team, invite, role, expires_at, now, max_open)
+    }
+
+    fn redeem_invite(
+        &self,
+        team: TeamId,
+        request: &JoinRecord,
+        now: u64,
+    ) -> Result<u8, StoreError> {
+        super::enrolment::redeem_invite(&mut self.lock(), team, request, now)
+    }
+
+    fn join_requests(&self, team: TeamId) -> Result<Vec<JoinRecord>, StoreError> {
+        super::enrolment::join_requests(&self.lock(), team)
+    }
+
+    fn put_key_envelopes(
+        &self,
+        team: TeamId,
+        deliveries: &[(DeviceId, u32, Vec<u8>)],
+        now: u64,
+    ) -> Result<(), StoreError> {
+        super::enrolment::put_key_envelopes(&mut self.lock(), team, deliveries, now)
+    }
+
+    fn key_envelopes(&self, team: TeamId, device: DeviceId) -> Result<Vec<Vec<u8>>, StoreError> {
+        super::enrolment::key_envelopes(&self.lock(), team, device)
     }
 
     fn equivocations(
@@ -407,4 +421,56 @@ impl RelayStore for SqliteStore {
         tx.commit().map_err(backend)?;
         Ok(inserted == 1)
     }
+}
+
+fn heads_in(conn: &Connection, team: TeamId) -> Result<Vec<Head>, StoreError> {
+    team_exists(conn, team)?;
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT device, seq, envelope_id FROM heads WHERE team = ?1 ORDER BY device",
+        )
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map([team.as_bytes()], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })
+        .map_err(backend)?;
+    let mut heads = Vec::new();
+    for row in rows {
+        let (device, seq, id) = row.map_err(backend)?;
+        heads.push(Head {
+            device: blob_id(device, DeviceId::from_bytes)?,
+            seq: seq as u64,
+            id: blob_id(id, Digest::from_bytes)?,
+        });
+    }
+    Ok(heads)
+}
+
+fn envelopes_in(
+    conn: &Connection,
+    team: TeamId,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<StoredEnvelope>, StoreError> {
+    team_exists(conn, team)?;
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT cursor, envelope FROM envelopes WHERE team = ?1 AND cursor > ?2
+             ORDER BY cursor LIMIT ?3",
+        )
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map(params![team.as_bytes(), after as i64, limit as i64], |r| {
+            Ok(StoredEnvelope {
+                cursor: r.get::<_, i64>(0)? as u64,
+                bytes: r.get(1)?,
+            })
+        })
+        .map_err(backend)?;
+    rows.collect::<Result<_, _>>().map_err(backend)
 }

@@ -1,0 +1,218 @@
+//! The sync engine against the real relay router in memory: enrolment,
+//! offline intakes, convergence, conflicts, the intake role, and sync
+//! interrupted at every request.
+
+mod support;
+
+use amana_core::roster::Role;
+use amana_core::sync::enrol;
+use amana_core::sync::SyncError;
+use amana_sync_server::memory::Fault;
+use amana_sync_server::store::RelayStore;
+use support::{World, case, notes, new_store};
+
+#[test]
+fn a_team_enrols_records_offline_and_converges_with_conflicts_shown_and_resolved() {
+    let (mut w, mut office) = World::new();
+    let mut a = w.enrol(&mut office, "field-a", Role::Field);
+    let mut b = w.enrol(&mut office, "field-b", Role::Field);
+    for store in [&mut office, &mut a, &mut b] {
+        w.sync(store).unwrap();
+    }
+    assert_eq!(a.membership().unwrap().unwrap().role, Role::Field);
+
+    // A records a case everyone gets.
+    let shared = a.record_intake(&case("shared case note", w.now())).unwrap();
+    w.sync(&mut a).unwrap();
+    w.sync(&mut b).unwrap();
+    assert_eq!(notes(&b), vec!["shared case note"]);
+
+    // Offline: both record and both edit the same field differently.
+    a.record_intake(&case("note from A", w.now())).unwrap();
+    b.record_intake(&case("note from B", w.now())).unwrap();
+    a.edit_case(shared, |doc| doc.set_field("risk.level", "medium"))
+        .unwrap();
+    b.edit_case(shared, |doc| doc.set_field("risk.level", "low"))
+        .unwrap();
+
+    for store in [&mut a, &mut b, &mut office] {
+        w.sync(store).unwrap();
+    }
+    for store in [&mut a, &mut b] {
+        w.sync(store).unwrap();
+    }
+    let expected = vec!["note from A", "note from B", "shared case note"];
+    for store in [&office, &a, &b] {
+        assert_eq!(notes(store), expected);
+        let view = store.case(shared).unwrap();
+        let conflict = view
+            .conflicts
+            .iter()
+            .find(|c| c.path == "risk.level")
+            .expect("the concurrent edit shows as a conflict");
+        let mut values: Vec<String> = conflict
+            .values
+            .iter()
+            .map(|v| v.value.as_str().unwrap_or_default().to_owned())
+            .collect();
+        values.sort();
+        assert_eq!(values, vec!["low", "medium"]);
+    }
+
+    // The office resolves it; the conflict disappears everywhere.
+    office
+        .edit_case(shared, |doc| doc.set_field("risk.level", "high"))
+        .unwrap();
+    for store in [&mut office, &mut a, &mut b] {
+        w.sync(store).unwrap();
+    }
+    for store in [&office, &a, &b] {
+        let view = store.case(shared).unwrap();
+        assert!(view.conflicts.is_empty(), "{:?}", view.conflicts);
+        assert_eq!(view.case.risk.level.code(), "high");
+    }
+
+    // A no-op sync moves nothing.
+    let report = w.sync(&mut a).unwrap();
+    assert_eq!((report.pushed, report.pulled, report.applied_changes), (0, 0, 0));
+    assert!(report.quarantined.is_empty());
+}
+
+#[test]
+fn invites_are_one_time_expire_and_need_the_right_safety_number() {
+    let (mut w, mut office) = World::new();
+    let code = w.invite(&mut office, Role::Field, "Field officer");
+    let mut first = new_store(&w.dir.path().join("first"));
+    let number = enrol::join(&mut first, &mut w.relay, &code).unwrap();
+
+    let mut second = new_store(&w.dir.path().join("second"));
+    let reused = enrol::join(&mut second, &mut w.relay, &code);
+    assert!(matches!(reused, Err(SyncError::InviteUsed)), "{reused:?}");
+    assert!(second.membership().unwrap().is_none(), "nothing stored on refusal");
+
+    let late = w.invite(&mut office, Role::Field, "Late");
+    w.advance(3601);
+    let expired = enrol::join(&mut second, &mut w.relay, &late);
+    assert!(matches!(expired, Err(SyncError::InviteExpired)), "{expired:?}");
+
+    // Before approval the device is told to wait, with its number.
+    match w.sync(&mut first) {
+        Err(SyncError::AwaitingApproval { safety_number }) => assert_eq!(safety_number, number),
+        other => panic!("expected AwaitingApproval, got {other:?}"),
+    }
+
+    let mut env = w.env();
+    let mut client = amana_core::sync::RelayClient::new(&mut w.relay, w.team);
+    let pending = enrol::pending(&mut office, &mut client, &mut env).unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].safety_number, number);
+    let prefix = first.keys().device_id().to_hex();
+    let wrong = enrol::approve(&mut office, &mut client, &mut env, &prefix, "0000 0000 0000");
+    assert!(matches!(wrong, Err(SyncError::SafetyNumberMismatch)));
+    assert_eq!(office.roster().unwrap().unwrap().devices().count(), 1);
+    enrol::approve(&mut office, &mut client, &mut env, &prefix, &number).unwrap();
+    drop(client);
+    let report = w.sync(&mut first).unwrap();
+    assert_eq!(report.epoch_keys_received, 1);
+}
+
+#[test]
+fn an_intake_device_hands_cases_in_and_keeps_nothing_readable() {
+    let (mut w, mut office) = World::new();
+    let mut volunteer = w.enrol(&mut office, "cpt-1", Role::Intake);
+    w.sync(&mut volunteer).unwrap();
+    let id = volunteer
+        .record_intake(&case("volunteer canary note", w.now()))
+        .unwrap();
+    let report = w.sync(&mut volunteer).unwrap();
+    assert_eq!(report.pushed, 1);
+    assert_eq!(report.forgotten_cases, 1);
+    assert!(volunteer.cases().unwrap().is_empty());
+    assert!(volunteer.case(id).is_err());
+    let subs = volunteer.submissions().unwrap();
+    assert_eq!(subs.len(), 1);
+    assert_eq!(subs[0].case, id);
+    assert!(subs[0].receipted);
+    assert!(volunteer.epoch_keys().unwrap().is_empty());
+
+    w.sync(&mut office).unwrap();
+    assert_eq!(notes(&office), vec!["volunteer canary note"]);
+
+    // The relay refuses to hand the team's envelopes to an intake device.
+    let mut env = w.env();
+    let mut client = amana_core::sync::RelayClient::new(&mut w.relay, w.team);
+    let page = client.page(&mut env, volunteer.keys(), 0, 10);
+    assert!(
+        matches!(&page, Err(SyncError::Refused { code, .. }) if code == "not_a_reader"),
+        "{page:?}"
+    );
+}
+
+/// Sets up an office and a field device with `n` sealed but unreceipted
+/// envelopes, then runs a sync in which request `fail_at` fails with
+/// `fault`, then a clean sync, and checks nothing was lost or duplicated.
+fn interrupted_sync(fail_at: u64, fault: Fault) -> bool {
+    let (mut w, mut office) = World::new();
+    let mut a = w.enrol(&mut office, "field-a", Role::Field);
+    w.sync(&mut a).unwrap();
+    let mut expected = Vec::new();
+    // 25 envelopes waiting, more than one upload batch of 20: each sync
+    // seals one envelope and its upload is dropped.
+    for i in 0..25 {
+        let note = format!("intake {i:02}");
+        a.record_intake(&case(&note, w.now())).unwrap();
+        expected.push(note);
+        let start = w.relay.requests();
+        w.relay.set_faults(move |n, r| {
+            if n > start && r.path.ends_with("/envelopes") {
+                Fault::DropRequest
+            } else {
+                Fault::None
+            }
+        });
+        assert!(w.sync(&mut a).is_err());
+    }
+    w.relay.clear_faults();
+    assert_eq!(a.unreceipted().unwrap().len(), 25);
+
+    let start = w.relay.requests();
+    w.relay.set_faults(move |n, _| {
+        if n == start + fail_at {
+            fault
+        } else {
+            Fault::None
+        }
+    });
+    let first = w.sync(&mut a);
+    let office_first = w.sync(&mut office);
+    let hit = w.relay.requests() >= start + fail_at;
+    w.relay.clear_faults();
+    let _ = (first, office_first);
+    w.sync(&mut a).unwrap();
+    w.sync(&mut office).unwrap();
+
+    assert_eq!(notes(&office), expected, "fail_at {fail_at} {fault:?}");
+    assert!(a.unreceipted().unwrap().is_empty());
+    assert_eq!(a.receipts().unwrap().len(), 25, "one receipt per envelope");
+    let heads = w.relay.store().heads(w.team).unwrap();
+    let a_head = heads
+        .iter()
+        .find(|h| h.device == a.keys().device_id())
+        .unwrap();
+    assert_eq!(a_head.seq, 25, "no envelope stored twice");
+    let total = w.relay.store().envelopes_after(w.team, 0, 1000).unwrap().len();
+    assert_eq!(total, 25);
+    assert!(office.quarantined().unwrap().is_empty());
+    hit
+}
+
+#[test]
+fn a_sync_interrupted_at_any_request_resumes_without_loss_or_duplicates() {
+    for fault in [Fault::DropRequest, Fault::DropResponse] {
+        let mut n = 1;
+        while interrupted_sync(n, fault) {
+            n += 1;
+        }
+        assert!(n > 5, "the interrupted syncs made {n} requests");
+    }
+}
