@@ -5,11 +5,11 @@
 mod support;
 
 use amana_core::roster::Role;
-use amana_core::sync::enrol;
 use amana_core::sync::SyncError;
+use amana_core::sync::enrol;
 use amana_sync_server::memory::Fault;
 use amana_sync_server::store::RelayStore;
-use support::{World, case, notes, new_store};
+use support::{World, case, new_store, notes};
 
 #[test]
 fn a_team_enrols_records_offline_and_converges_with_conflicts_shown_and_resolved() {
@@ -74,7 +74,10 @@ fn a_team_enrols_records_offline_and_converges_with_conflicts_shown_and_resolved
 
     // A no-op sync moves nothing.
     let report = w.sync(&mut a).unwrap();
-    assert_eq!((report.pushed, report.pulled, report.applied_changes), (0, 0, 0));
+    assert_eq!(
+        (report.pushed, report.pulled, report.applied_changes),
+        (0, 0, 0)
+    );
     assert!(report.quarantined.is_empty());
 }
 
@@ -88,12 +91,18 @@ fn invites_are_one_time_expire_and_need_the_right_safety_number() {
     let mut second = new_store(&w.dir.path().join("second"));
     let reused = enrol::join(&mut second, &mut w.relay, &code);
     assert!(matches!(reused, Err(SyncError::InviteUsed)), "{reused:?}");
-    assert!(second.membership().unwrap().is_none(), "nothing stored on refusal");
+    assert!(
+        second.membership().unwrap().is_none(),
+        "nothing stored on refusal"
+    );
 
     let late = w.invite(&mut office, Role::Field, "Late");
     w.advance(3601);
     let expired = enrol::join(&mut second, &mut w.relay, &late);
-    assert!(matches!(expired, Err(SyncError::InviteExpired)), "{expired:?}");
+    assert!(
+        matches!(expired, Err(SyncError::InviteExpired)),
+        "{expired:?}"
+    );
 
     // Before approval the device is told to wait, with its number.
     match w.sync(&mut first) {
@@ -107,11 +116,16 @@ fn invites_are_one_time_expire_and_need_the_right_safety_number() {
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].safety_number, number);
     let prefix = first.keys().device_id().to_hex();
-    let wrong = enrol::approve(&mut office, &mut client, &mut env, &prefix, "0000 0000 0000");
+    let wrong = enrol::approve(
+        &mut office,
+        &mut client,
+        &mut env,
+        &prefix,
+        "0000 0000 0000",
+    );
     assert!(matches!(wrong, Err(SyncError::SafetyNumberMismatch)));
     assert_eq!(office.roster().unwrap().unwrap().devices().count(), 1);
     enrol::approve(&mut office, &mut client, &mut env, &prefix, &number).unwrap();
-    drop(client);
     let report = w.sync(&mut first).unwrap();
     assert_eq!(report.epoch_keys_received, 1);
 }
@@ -200,7 +214,12 @@ fn interrupted_sync(fail_at: u64, fault: Fault) -> bool {
         .find(|h| h.device == a.keys().device_id())
         .unwrap();
     assert_eq!(a_head.seq, 25, "no envelope stored twice");
-    let total = w.relay.store().envelopes_after(w.team, 0, 1000).unwrap().len();
+    let total = w
+        .relay
+        .store()
+        .envelopes_after(w.team, 0, 1000)
+        .unwrap()
+        .len();
     assert_eq!(total, 25);
     assert!(office.quarantined().unwrap().is_empty());
     hit

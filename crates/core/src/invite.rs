@@ -84,12 +84,32 @@ mod tests {
         let proof = key
             .sign(&join_message(team, invite, &key.verifying_key(), "age1x"))
             .to_bytes();
-        assert!(verify_join_proof(team, invite, &key.verifying_key(), "age1x", &proof));
-        assert!(!verify_join_proof(team, invite, &key.verifying_key(), "age1y", &proof));
+        assert!(verify_join_proof(
+            team,
+            invite,
+            &key.verifying_key(),
+            "age1x",
+            &proof
+        ));
+        assert!(!verify_join_proof(
+            team,
+            invite,
+            &key.verifying_key(),
+            "age1y",
+            &proof
+        ));
         let other = TeamId::from_bytes([9; 16]);
-        assert!(!verify_join_proof(other, invite, &key.verifying_key(), "age1x", &proof));
+        assert!(!verify_join_proof(
+            other,
+            invite,
+            &key.verifying_key(),
+            "age1x",
+            &proof
+        ));
         let other_key = SigningKey::from_bytes(&[6; 32]).verifying_key();
-        assert!(!verify_join_proof(team, invite, &other_key, "age1x", &proof));
+        assert!(!verify_join_proof(
+            team, invite, &other_key, "age1x", &proof
+        ));
     }
 
     #[test]

@@ -16,3 +16,17 @@ pub fn certificate_pin(der: &[u8]) -> Result<Digest, PinError> {
     let cert = webpki::EndEntityCert::try_from(&der).map_err(|e| PinError(e.to_string()))?;
     Ok(Digest::of(cert.subject_public_key_info().as_ref()))
 }
+
+/// The pin of the first certificate in a PEM file (the relay's own
+/// certificate comes first in a chain).
+pub fn certificate_pin_pem(pem: &[u8]) -> Result<Digest, PinError> {
+    use rustls_pki_types::pem::PemObject;
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(pem)
+        .map_err(|e| PinError(e.to_string()))?;
+    certificate_pin(&der)
+}
+
+/// The pin as people type it: 64 hex digits.
+pub fn parse_pin(text: &str) -> Option<Digest> {
+    text.trim().trim_start_matches("sha256:").parse().ok()
+}

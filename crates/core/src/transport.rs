@@ -57,7 +57,9 @@ pub struct Response {
 #[non_exhaustive]
 pub enum TransportError {
     /// The relay could not be reached (DNS, refused, reset, no route).
-    #[error("the relay at {url} cannot be reached ({reason}); check the connection and retry later, nothing was lost")]
+    #[error(
+        "the relay at {url} cannot be reached ({reason}); check the connection and retry later, nothing was lost"
+    )]
     Unreachable {
         /// The relay URL.
         url: String,
@@ -65,10 +67,14 @@ pub enum TransportError {
         reason: String,
     },
     /// The connection dropped or timed out before the whole response came.
-    #[error("the connection to the relay dropped ({0}); run the sync again, it resumes where it stopped")]
+    #[error(
+        "the connection to the relay dropped ({0}); run the sync again, it resumes where it stopped"
+    )]
     Interrupted(String),
     /// The relay's TLS key is not the one pinned at enrolment.
-    #[error("the relay presented a TLS key that is not the one pinned at enrolment: someone may be intercepting the connection. Do not retry on this network; tell the office")]
+    #[error(
+        "the relay presented a TLS key that is not the one pinned at enrolment: someone may be intercepting the connection. Do not retry on this network; tell the office"
+    )]
     PinMismatch,
     /// The response is larger than the client accepts.
     #[error("the relay sent a response larger than {limit} bytes; it may be misbehaving")]

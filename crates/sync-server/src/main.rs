@@ -5,6 +5,9 @@
 //!                   --tls-cert cert.pem --tls-key key.pem
 //! ```
 //!
+//! `amana-relay pin --tls-cert cert.pem` prints the pin that `amana team
+//! create --relay-pin` takes (SHA-256 of the certificate's public key).
+//!
 //! Exit codes: 0 clean shutdown, 1 runtime failure (cannot bind, database
 //! unavailable), 2 usage or configuration error.
 
@@ -36,6 +39,12 @@ struct Cli {
 enum Command {
     /// Serve the relay API.
     Serve(ServeArgs),
+    /// Print the pin of a TLS certificate's key, for `amana team create --relay-pin`.
+    Pin {
+        /// TLS certificate (PEM); the first certificate is the relay's.
+        #[arg(long, env = "AMANA_RELAY_TLS_CERT")]
+        tls_cert: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -80,7 +89,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let Command::Serve(args) = cli.command;
+    let args = match cli.command {
+        Command::Serve(args) => args,
+        Command::Pin { tls_cert } => return print_pin(&tls_cert),
+    };
     let setup = match prepare(args) {
         Ok(setup) => setup,
         Err(e) => {
@@ -100,6 +112,25 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("amana-relay: {e:#}");
             ExitCode::from(1)
+        }
+    }
+}
+
+fn print_pin(path: &std::path::Path) -> ExitCode {
+    let pin = std::fs::read(path)
+        .with_context(|| format!("cannot read {}", path.display()))
+        .and_then(|pem| {
+            amana_core::pin::certificate_pin_pem(&pem)
+                .with_context(|| format!("{} holds no valid certificate", path.display()))
+        });
+    match pin {
+        Ok(pin) => {
+            println!("{pin}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("amana-relay: {e:#}");
+            ExitCode::from(2)
         }
     }
 }
@@ -158,10 +189,17 @@ async fn run(setup: Setup) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the database {}", setup.db.display()))?;
     let key_path = setup.db.with_extension("key");
     let key = relay_key::load_or_create(&key_path)?;
+    let mut tls_pin = None;
     let transport = match setup.tls {
-        Some((cert, key)) => server::tls_from_pem(&cert, &key)
-            .await
-            .context("the TLS certificate or key is not valid PEM")?,
+        Some((cert, key)) => {
+            tls_pin = Some(
+                amana_core::pin::certificate_pin_pem(&cert)
+                    .context("the TLS certificate is not valid")?,
+            );
+            server::tls_from_pem(&cert, &key)
+                .await
+                .context("the TLS certificate or key is not valid PEM")?
+        }
         None => Transport::InsecureHttp,
     };
     let listener = TcpListener::bind(&setup.listen)
@@ -169,7 +207,7 @@ async fn run(setup: Setup) -> anyhow::Result<()> {
     tracing::info!(
         address = %listener.local_addr()?,
         relay_key = %relay_key::fingerprint(&key.verifying_key()),
-        tls = matches!(transport, Transport::Tls(_)),
+        tls_pin = %tls_pin.map_or_else(|| "none (plain HTTP)".to_owned(), |p| p.to_hex()),
         "amana-relay serving"
     );
     let state = Arc::new(AppState::new(

@@ -104,15 +104,15 @@ impl Transport for MemoryRelay {
             None => Fault::None,
         };
         if fault == Fault::DropRequest {
-            return Err(TransportError::Interrupted("request lost (test fault)".into()));
+            return Err(TransportError::Interrupted(
+                "request lost (test fault)".into(),
+            ));
         }
         let method = match request.method {
             Method::Get => http::Method::GET,
             Method::Post => http::Method::POST,
         };
-        let mut builder = http::Request::builder()
-            .method(method)
-            .uri(&request.path);
+        let mut builder = http::Request::builder().method(method).uri(&request.path);
         if let Some(ct) = request.content_type {
             builder = builder.header(http::header::CONTENT_TYPE, ct);
         }
@@ -140,7 +140,9 @@ impl Transport for MemoryRelay {
             (status, content_type, body)
         });
         if fault == Fault::DropResponse {
-            return Err(TransportError::Interrupted("response lost (test fault)".into()));
+            return Err(TransportError::Interrupted(
+                "response lost (test fault)".into(),
+            ));
         }
         Ok(Response {
             status,

@@ -28,8 +28,9 @@ pub struct World {
 }
 
 pub fn intake(note: &str) -> Intake {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/intake.json"))
-        .unwrap();
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/intake.json"))
+            .unwrap();
     let mut intake: Intake = serde_json::from_str(&text).unwrap();
     intake.note = Some(note.to_owned());
     intake
@@ -55,8 +56,14 @@ impl World {
         );
         let dir = tempfile::tempdir().unwrap();
         let mut office = new_store(&dir.path().join("office"));
-        let team = enrol::create_team(&mut office, &mut relay, "http://127.0.0.1:1", None, "Office")
-            .unwrap();
+        let team = enrol::create_team(
+            &mut office,
+            &mut relay,
+            "http://127.0.0.1:1",
+            None,
+            "Office",
+        )
+        .unwrap();
         (
             World {
                 relay,

@@ -60,7 +60,8 @@ impl DeviceStore {
             .collect();
         match matches.as_slice() {
             [one] => Ok(*one),
-            _ => Err(StoreError::UnknownCase(CaseId::from_bytes([0; 16]))),
+            [] => Err(StoreError::NoSuchCase(prefix)),
+            _ => Err(StoreError::AmbiguousCase(prefix)),
         }
     }
 

@@ -77,6 +77,12 @@ pub enum StoreError {
     /// No case with that id on this device.
     #[error("no case {0} on this device; run `amana cases list` to see the ids")]
     UnknownCase(CaseId),
+    /// No case id starts with the prefix given.
+    #[error("no case id starts with {0:?}; run `amana cases list` to see the ids")]
+    NoSuchCase(String),
+    /// Several case ids start with the prefix given.
+    #[error("several cases start with {0:?}; type more characters of the id")]
+    AmbiguousCase(String),
     /// The device has not joined a team yet.
     #[error("this device is not part of a team yet: run `amana join` or `amana team create`")]
     NotMember,
@@ -247,7 +253,10 @@ impl DeviceStore {
         Ok(())
     }
 
-    pub(crate) fn meta(&self, name: &'static str) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, StoreError> {
+    pub(crate) fn meta(
+        &self,
+        name: &'static str,
+    ) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, StoreError> {
         let sealed: Option<Vec<u8>> = self
             .conn
             .query_row(

@@ -41,9 +41,9 @@ impl DeviceStore {
         cases::apply_in(&tx, &self.sealer, &self.keys, &page.changes)?;
         for head in &page.heads {
             let key = self.sealer.index("device", head.device.as_bytes());
-            let sealed = self
-                .sealer
-                .seal("peer_heads", &key, &super::sync_state::encode_head(head));
+            let sealed =
+                self.sealer
+                    .seal("peer_heads", &key, &super::sync_state::encode_head(head));
             tx.execute(
                 "INSERT INTO peer_heads (device_key, head_sealed) VALUES (?1, ?2)
                  ON CONFLICT (device_key) DO UPDATE SET head_sealed = excluded.head_sealed",

@@ -270,7 +270,9 @@ fn push<T: Transport>(
             let bytes = batch
                 .iter()
                 .find(|b| envelope_seq(b) == Some(accepted.seq))
-                .ok_or_else(|| SyncError::RelayGarbage("a receipt for an envelope not sent".into()))?;
+                .ok_or_else(|| {
+                    SyncError::RelayGarbage("a receipt for an envelope not sent".into())
+                })?;
             let receipt = Receipt::verify(&accepted.receipt, &relay_key)
                 .map_err(|_| SyncError::BadReceipt { seq: accepted.seq })?;
             let expected = Receipt {
@@ -287,7 +289,10 @@ fn push<T: Transport>(
             done += 1;
         }
         if let Some(refusal) = refused {
-            let seq = batch.get(accepted.len()).and_then(|b| envelope_seq(b)).unwrap_or(0);
+            let seq = batch
+                .get(accepted.len())
+                .and_then(|b| envelope_seq(b))
+                .unwrap_or(0);
             return Err(match refusal {
                 SyncError::Refused { code, .. }
                     if matches!(code.as_str(), "seq_gap" | "prev_mismatch" | "equivocation") =>
@@ -324,7 +329,9 @@ fn pull<T: Transport>(
     let mut cursor = store.cursor()?;
     let mut heads: BTreeMap<DeviceId, PeerHead> = BTreeMap::new();
     loop {
-        progress(Progress::Pulling { done: report.pulled });
+        progress(Progress::Pulling {
+            done: report.pulled,
+        });
         let page = client.page(env, store.keys(), cursor, PAGE_LIMIT)?;
         check_page_order(&page, cursor)?;
         for head in &page.heads {
@@ -402,7 +409,9 @@ fn check_page_order(page: &Page, after: u64) -> Result<(), SyncError> {
         last = entry.cursor;
     }
     if page.next_cursor < last {
-        return Err(SyncError::RelayGarbage("next cursor behind the page".into()));
+        return Err(SyncError::RelayGarbage(
+            "next cursor behind the page".into(),
+        ));
     }
     Ok(())
 }

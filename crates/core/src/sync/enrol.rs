@@ -315,10 +315,7 @@ pub fn approve<T: Transport>(
     if digits(typed_safety_number) != digits(&found.safety_number) {
         return Err(SyncError::SafetyNumberMismatch);
     }
-    let issued = found
-        .invite
-        .clone()
-        .ok_or(SyncError::InviteNotIssuedHere)?;
+    let issued = found.invite.clone().ok_or(SyncError::InviteNotIssuedHere)?;
     let recipient: x25519::Recipient = found
         .device
         .recipient
@@ -477,7 +474,10 @@ mod tests {
             chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
             let damaged: String = chars.into_iter().collect();
             assert!(
-                matches!(InviteCode::parse(&damaged), Err(SyncError::InviteMalformed(_))),
+                matches!(
+                    InviteCode::parse(&damaged),
+                    Err(SyncError::InviteMalformed(_))
+                ),
                 "position {i}"
             );
         }
@@ -500,6 +500,9 @@ mod tests {
         };
         assert_eq!(device_label(&entry, &ring), None);
         ring.insert(epoch);
-        assert_eq!(device_label(&entry, &ring).as_deref(), Some("Field officer 2"));
+        assert_eq!(
+            device_label(&entry, &ring).as_deref(),
+            Some("Field officer 2")
+        );
     }
 }

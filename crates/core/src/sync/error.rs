@@ -17,7 +17,9 @@ pub enum SyncError {
     #[error(transparent)]
     Transport(#[from] TransportError),
     /// The relay is up but failing (5xx).
-    #[error("the relay is failing right now (HTTP {status}: {message}); nothing was lost, retry later")]
+    #[error(
+        "the relay is failing right now (HTTP {status}: {message}); nothing was lost, retry later"
+    )]
     RelayUnavailable {
         /// HTTP status.
         status: u16,
@@ -25,7 +27,9 @@ pub enum SyncError {
         message: String,
     },
     /// The relay answered with something this client cannot read.
-    #[error("the relay sent a response this client cannot read ({0}); nothing was applied. Retry later; if it persists, tell the office")]
+    #[error(
+        "the relay sent a response this client cannot read ({0}); nothing was applied. Retry later; if it persists, tell the office"
+    )]
     RelayGarbage(String),
     /// The relay refused the request for a reason not covered below.
     #[error("the relay refused the request ({code}): {message}")]
@@ -38,10 +42,14 @@ pub enum SyncError {
         message: String,
     },
     /// The relay's clock and this device's disagree even after correcting.
-    #[error("this device's clock is too far from the relay's; set the date and time, then sync again")]
+    #[error(
+        "this device's clock is too far from the relay's; set the date and time, then sync again"
+    )]
     ClockSkew,
     /// This device is not on the team's roster (yet).
-    #[error("the office has not approved this device yet. Safety number: {safety_number}. Ask the office to compare it and approve, then sync again")]
+    #[error(
+        "the office has not approved this device yet. Safety number: {safety_number}. Ask the office to compare it and approve, then sync again"
+    )]
     AwaitingApproval {
         /// The number both screens show.
         safety_number: String,
@@ -58,7 +66,9 @@ pub enum SyncError {
         action: &'static str,
     },
     /// The invite code is not known to the relay.
-    #[error("the relay does not know this invite code; check it was copied completely, or ask the office for a new one")]
+    #[error(
+        "the relay does not know this invite code; check it was copied completely, or ask the office for a new one"
+    )]
     InviteUnknown,
     /// The invite code was used already.
     #[error("this invite code was already used; ask the office for a new one")]
@@ -73,7 +83,9 @@ pub enum SyncError {
     #[error("this device already belongs to a team; use another --data-dir for another team")]
     AlreadyMember,
     /// The relay URL is not usable.
-    #[error("`{0}` is not a relay address: use https://host:port (or http://127.0.0.1:port for a relay on this machine)")]
+    #[error(
+        "`{0}` is not a relay address: use https://host:port (or http://127.0.0.1:port for a relay on this machine)"
+    )]
     BadRelayUrl(String),
     /// The pending device used an invite this admin device did not issue.
     #[error("this device used an invite issued from another admin device; approve it there")]
@@ -82,17 +94,25 @@ pub enum SyncError {
     #[error("no pending device matches `{0}`; run `amana team pending` to list them")]
     UnknownPending(String),
     /// The safety number typed by the admin does not match.
-    #[error("the safety number does not match the device's request: do NOT approve. Ask the person to read the number again from their screen; if it still differs, someone may be impersonating them")]
+    #[error(
+        "the safety number does not match the device's request: do NOT approve. Ask the person to read the number again from their screen; if it still differs, someone may be impersonating them"
+    )]
     SafetyNumberMismatch,
     /// This device does not hold the key of the epoch it must write in.
-    #[error("this device has not received the key for epoch {0} yet; ask the office to approve it again, then sync")]
+    #[error(
+        "this device has not received the key for epoch {0} yet; ask the office to approve it again, then sync"
+    )]
     MissingEpochKey(u32),
     /// The roster from the relay does not verify, or contradicts ours.
-    #[error("INTEGRITY ALARM: the roster from the relay is not valid ({0}); nothing was applied. Tell the office")]
+    #[error(
+        "INTEGRITY ALARM: the roster from the relay is not valid ({0}); nothing was applied. Tell the office"
+    )]
     Roster(#[from] RosterError),
     /// The relay's roster is shorter than, or diverges from, the one this
     /// device already verified.
-    #[error("INTEGRITY ALARM: the relay's roster has {relay} operations and does not extend the {ours} this device verified (rollback or substitution); nothing was applied. Tell the office")]
+    #[error(
+        "INTEGRITY ALARM: the relay's roster has {relay} operations and does not extend the {ours} this device verified (rollback or substitution); nothing was applied. Tell the office"
+    )]
     RosterRollback {
         /// Operations this device holds.
         ours: usize,
@@ -100,20 +120,26 @@ pub enum SyncError {
         relay: usize,
     },
     /// A key envelope failed its checks.
-    #[error("INTEGRITY ALARM: a key delivery failed its checks ({0}); it was ignored. Tell the office")]
+    #[error(
+        "INTEGRITY ALARM: a key delivery failed its checks ({0}); it was ignored. Tell the office"
+    )]
     KeyDelivery(#[from] KeyEnvelopeError),
     /// Sealing an envelope failed.
     #[error("could not seal the outgoing changes: {0}")]
     Seal(#[from] EnvelopeError),
     /// A receipt does not verify against the pinned relay key.
-    #[error("INTEGRITY ALARM: the relay's receipt for seq {seq} does not verify; the upload is not confirmed. Tell the office")]
+    #[error(
+        "INTEGRITY ALARM: the relay's receipt for seq {seq} does not verify; the upload is not confirmed. Tell the office"
+    )]
     BadReceipt {
         /// The seq it claims to cover.
         seq: u64,
     },
     /// The relay no longer has envelopes it receipted to this device, or
     /// holds different ones.
-    #[error("INTEGRITY ALARM: the relay refused this device's envelope {seq} ({code}): it has lost or replaced envelopes it acknowledged. Keep this device's data; tell the office")]
+    #[error(
+        "INTEGRITY ALARM: the relay refused this device's envelope {seq} ({code}): it has lost or replaced envelopes it acknowledged. Keep this device's data; tell the office"
+    )]
     RelayLostOwnLog {
         /// The seq refused.
         seq: u64,
@@ -121,7 +147,9 @@ pub enum SyncError {
         code: String,
     },
     /// The relay reports a device head behind what this device applied.
-    #[error("INTEGRITY ALARM: the relay reports device {device} at seq {relay}, but this device already applied seq {ours} (rollback); nothing more was applied. Tell the office")]
+    #[error(
+        "INTEGRITY ALARM: the relay reports device {device} at seq {relay}, but this device already applied seq {ours} (rollback); nothing more was applied. Tell the office"
+    )]
     Rollback {
         /// The device.
         device: DeviceId,
@@ -131,7 +159,9 @@ pub enum SyncError {
         relay: u64,
     },
     /// The relay reports a different envelope at a seq this device applied.
-    #[error("INTEGRITY ALARM: the relay reports a different envelope for device {device} at seq {seq} than the one this device applied (forked history). Tell the office")]
+    #[error(
+        "INTEGRITY ALARM: the relay reports a different envelope for device {device} at seq {seq} than the one this device applied (forked history). Tell the office"
+    )]
     Fork {
         /// The device.
         device: DeviceId,
@@ -139,7 +169,9 @@ pub enum SyncError {
         seq: u64,
     },
     /// The relay reports envelopes it did not send.
-    #[error("INTEGRITY ALARM: the relay reports device {device} up to seq {relay}, but sent only up to {received} (withheld envelopes). Tell the office")]
+    #[error(
+        "INTEGRITY ALARM: the relay reports device {device} up to seq {relay}, but sent only up to {received} (withheld envelopes). Tell the office"
+    )]
     Withheld {
         /// The device.
         device: DeviceId,

@@ -25,9 +25,13 @@ fn bad(code: &'static str, message: &str) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, code, message.to_owned())
 }
 
-fn json_body<T: for<'de> Deserialize<'de>>(headers: &HeaderMap, body: &[u8]) -> Result<T, ApiError> {
+fn json_body<T: for<'de> Deserialize<'de>>(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, ApiError> {
     require_type(headers, "application/json")?;
-    serde_json::from_slice(body).map_err(|e| bad("bad_json", &format!("the JSON body is not valid: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| bad("bad_json", &format!("the JSON body is not valid: {e}")))
 }
 
 fn require_admin(roster: &Roster, device: &DeviceId) -> Result<(), ApiError> {
@@ -122,7 +126,9 @@ pub(super) async fn join(
         let recipient = request.recipient;
         let recipient_ok = recipient.len() <= 100
             && recipient.starts_with("age1")
-            && recipient.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+            && recipient
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
         if !recipient_ok {
             return Err(bad("bad_field", "recipient is not an age X25519 recipient"));
         }
@@ -152,7 +158,11 @@ pub(super) async fn join(
         };
         state.store.redeem_invite(team, &record, state.now())?;
         tracing::info!(%team, %device, "join request recorded");
-        Ok((StatusCode::CREATED, Json(json!({"device": device.to_hex()}))).into_response())
+        Ok((
+            StatusCode::CREATED,
+            Json(json!({"device": device.to_hex()})),
+        )
+            .into_response())
     })
     .await
 }
@@ -222,9 +232,15 @@ pub(super) async fn put_keys(
                 })?;
             deliveries.push((to.entry.id(), delivery.epoch, delivery.as_bytes().to_vec()));
         }
-        state.store.put_key_envelopes(team, &deliveries, state.now())?;
+        state
+            .store
+            .put_key_envelopes(team, &deliveries, state.now())?;
         tracing::info!(%team, %device, count = deliveries.len(), "key envelopes stored");
-        Ok((StatusCode::CREATED, Json(json!({"stored": deliveries.len()}))).into_response())
+        Ok((
+            StatusCode::CREATED,
+            Json(json!({"stored": deliveries.len()})),
+        )
+            .into_response())
     })
     .await
 }

@@ -95,7 +95,10 @@ pub(super) fn redeem_invite(
     Ok(role)
 }
 
-pub(super) fn join_requests(conn: &Connection, team: TeamId) -> Result<Vec<JoinRecord>, StoreError> {
+pub(super) fn join_requests(
+    conn: &Connection,
+    team: TeamId,
+) -> Result<Vec<JoinRecord>, StoreError> {
     team_exists(conn, team)?;
     let mut stmt = conn
         .prepare_cached(
@@ -147,13 +150,7 @@ pub(super) fn put_key_envelopes(
              VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (team, device, epoch) DO UPDATE SET
                  key_envelope = excluded.key_envelope, stored_at = excluded.stored_at",
-            params![
-                team.as_bytes(),
-                device.as_bytes(),
-                epoch,
-                bytes,
-                now as i64
-            ],
+            params![team.as_bytes(), device.as_bytes(), epoch, bytes, now as i64],
         )
         .map_err(backend)?;
     }

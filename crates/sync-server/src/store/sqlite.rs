@@ -33,7 +33,10 @@ pub(super) fn backend(e: rusqlite::Error) -> StoreError {
     }
 }
 
-pub(super) fn blob_id<T, const N: usize>(bytes: Vec<u8>, make: fn([u8; N]) -> T) -> Result<T, StoreError> {
+pub(super) fn blob_id<T, const N: usize>(
+    bytes: Vec<u8>,
+    make: fn([u8; N]) -> T,
+) -> Result<T, StoreError> {
     let array: [u8; N] = bytes
         .try_into()
         .map_err(|_| StoreError::Corrupt("an id column has the wrong length".into()))?;
@@ -348,7 +351,15 @@ impl RelayStore for SqliteStore {
         now: u64,
         max_open: u64,
     ) -> Result<(), StoreError> {
-        super::enrolment::create_invite(&mut self.lock(), team, invite, role, expires_at, now, max_open)
+        super::enrolment::create_invite(
+            &mut self.lock(),
+            team,
+            invite,
+            role,
+            expires_at,
+            now,
+            max_open,
+        )
     }
 
     fn redeem_invite(

@@ -1,0 +1,197 @@
+//! `amana team …`: creating a team, invites, approving devices.
+
+use amana_core::pin::parse_pin;
+use amana_core::roster::Role;
+use amana_core::sync::SyncError;
+use amana_core::sync::enrol::{self, device_label, role_name};
+use amana_core::sync::http::HttpTransport;
+use serde_json::json;
+
+use crate::app::{self, App};
+use crate::cli::{RoleArg, TeamCommand};
+use crate::exit::Invalid;
+
+/// Runs a team command.
+pub fn run(app: &App, command: TeamCommand) -> anyhow::Result<()> {
+    match command {
+        TeamCommand::Create {
+            relay,
+            relay_pin,
+            label,
+        } => create(app, &relay, relay_pin.as_deref(), &label),
+        TeamCommand::Invite {
+            role,
+            label,
+            expires_in_hours,
+        } => invite(app, role, &label, expires_in_hours),
+        TeamCommand::Pending => pending(app),
+        TeamCommand::Approve {
+            device,
+            safety_number,
+        } => approve(app, &device, &safety_number),
+        TeamCommand::Devices => devices(app),
+    }
+}
+
+fn create(app: &App, relay: &str, pin: Option<&str>, label: &str) -> anyhow::Result<()> {
+    let pin = match pin {
+        Some(text) => Some(parse_pin(text).ok_or_else(|| {
+            Invalid("--relay-pin must be the 64 hex digits printed by `amana-relay pin`".into())
+        })?),
+        None => None,
+    };
+    let mut store = app.unlock()?;
+    let transport = HttpTransport::new(relay, pin).map_err(SyncError::from)?;
+    let team = enrol::create_team(&mut store, transport, relay, pin, label)?;
+    if app.json {
+        println!("{}", json!({"team": team.to_hex()}));
+    } else {
+        println!("Team {team} created; this device is its first admin.");
+        println!(
+            "Next: `amana team invite --role field --label \"Field officer 1\"` for each device."
+        );
+    }
+    Ok(())
+}
+
+fn invite(app: &App, role: RoleArg, label: &str, hours: u64) -> anyhow::Result<()> {
+    let role = match role {
+        RoleArg::Office => Role::Office,
+        RoleArg::Field => Role::Field,
+        RoleArg::Intake => Role::Intake,
+        RoleArg::Auditor => Role::Auditor,
+        RoleArg::Admin => Role::Admin,
+    };
+    let mut store = app.unlock()?;
+    let mut client = app::client(&store)?;
+    let mut env = app::system_env();
+    let code = enrol::invite(&mut store, &mut client, &mut env, role, label, hours * 3600)?;
+    let text = code.encode();
+    if app.json {
+        println!(
+            "{}",
+            json!({"code": text, "role": role_name(role), "expires_in_hours": hours})
+        );
+    } else {
+        println!(
+            "Invite for a {} device \"{label}\", valid {hours} hours, one use:",
+            role_name(role)
+        );
+        println!();
+        println!("{text}");
+        println!();
+        println!("Give it to the device's holder in person (it pins this team and relay).");
+        println!(
+            "They run `amana join CODE`; then `amana team pending` shows their safety number."
+        );
+    }
+    Ok(())
+}
+
+fn pending(app: &App) -> anyhow::Result<()> {
+    let mut store = app.unlock()?;
+    let mut client = app::client(&store)?;
+    let mut env = app::system_env();
+    let list = enrol::pending(&mut store, &mut client, &mut env)?;
+    if app.json {
+        let items: Vec<_> = list
+            .iter()
+            .map(|p| {
+                json!({
+                    "device": p.device.device.to_hex(),
+                    "safety_number": p.safety_number,
+                    "role": p.invite.as_ref().map(|i| role_name(i.role)),
+                    "label": p.invite.as_ref().map(|i| i.label.clone()),
+                    "issued_here": p.invite.is_some(),
+                    "requested_at": p.device.requested_at,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(items));
+        return Ok(());
+    }
+    if list.is_empty() {
+        println!("No device is waiting for approval.");
+        return Ok(());
+    }
+    println!(
+        "{:<34} {:<16} {:<8} label",
+        "device", "safety number", "role"
+    );
+    for p in &list {
+        let (role, label) = match &p.invite {
+            Some(i) => (role_name(i.role), i.label.as_str()),
+            None => ("?", "(invite issued on another admin device)"),
+        };
+        println!(
+            "{:<34} {:<16} {:<8} {label}",
+            p.device.device.to_hex(),
+            p.safety_number,
+            role
+        );
+    }
+    println!();
+    println!(
+        "Ask each person to read the safety number on their screen. Approve only if it matches:"
+    );
+    println!("  amana team approve DEVICE --safety-number \"1234 5678 9012\"");
+    Ok(())
+}
+
+fn approve(app: &App, device: &str, number: &str) -> anyhow::Result<()> {
+    let mut store = app.unlock()?;
+    let mut client = app::client(&store)?;
+    let mut env = app::system_env();
+    let entry = enrol::approve(&mut store, &mut client, &mut env, device, number)?;
+    if app.json {
+        println!(
+            "{}",
+            json!({"device": entry.id().to_hex(), "role": role_name(entry.role)})
+        );
+    } else {
+        println!(
+            "Device {} approved as {}. It receives the team key on its next `amana sync`.",
+            entry.id(),
+            role_name(entry.role)
+        );
+    }
+    Ok(())
+}
+
+fn devices(app: &App) -> anyhow::Result<()> {
+    let store = app.unlock()?;
+    let roster = store
+        .roster()?
+        .ok_or(amana_core::store::StoreError::NotMember)?;
+    let keys = store.epoch_keys()?;
+    let me = store.keys().device_id();
+    let rows: Vec<_> = roster
+        .devices()
+        .map(|d| {
+            (
+                d.entry.id(),
+                role_name(d.entry.role),
+                d.is_active(),
+                device_label(&d.entry, &keys).unwrap_or_else(|| "—".into()),
+            )
+        })
+        .collect();
+    if app.json {
+        let items: Vec<_> = rows
+            .iter()
+            .map(|(id, role, active, label)| {
+                json!({"device": id.to_hex(), "role": role, "active": active, "label": label, "this_device": *id == me})
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(items));
+        return Ok(());
+    }
+    println!("{:<34} {:<8} {:<8} label", "device", "role", "status");
+    for (id, role, active, label) in rows {
+        let status = if active { "active" } else { "revoked" };
+        let marker = if id == me { "  (this device)" } else { "" };
+        println!("{:<34} {role:<8} {status:<8} {label}{marker}", id.to_hex());
+    }
+    println!("Epoch: {}", roster.current_epoch().epoch);
+    Ok(())
+}
