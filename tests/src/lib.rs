@@ -36,3 +36,5 @@ fn target_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"))
 }
+
+pub mod field;

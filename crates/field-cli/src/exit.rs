@@ -94,6 +94,31 @@ pub fn code(err: &anyhow::Error) -> u8 {
     1
 }
 
+/// The validation error behind `cause`, looking through the wrappers that
+/// forward it transparently (and so hide it from the error chain).
+fn validation<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a ValidationError> {
+    fn in_case(e: &CaseError) -> Option<&ValidationError> {
+        match e {
+            CaseError::Invalid(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn in_store(e: &StoreError) -> Option<&ValidationError> {
+        match e {
+            StoreError::Case(c) => in_case(c),
+            _ => None,
+        }
+    }
+    cause
+        .downcast_ref::<ValidationError>()
+        .or_else(|| cause.downcast_ref::<CaseError>().and_then(in_case))
+        .or_else(|| cause.downcast_ref::<StoreError>().and_then(in_store))
+        .or_else(|| match cause.downcast_ref::<SyncError>() {
+            Some(SyncError::Store(s)) => in_store(s),
+            _ => None,
+        })
+}
+
 /// The message for an error, with the accepted values of a vocabulary
 /// listed in the user's language.
 pub fn message(err: &anyhow::Error, lang: Lang) -> String {
@@ -102,7 +127,7 @@ pub fn message(err: &anyhow::Error, lang: Lang) -> String {
             field,
             value,
             accepted,
-        }) = cause.downcast_ref::<ValidationError>()
+        }) = validation(cause)
         {
             let list: Vec<String> = accepted
                 .iter()
