@@ -12,8 +12,24 @@ pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "--bin", "amana", "--bin", "amana-relay"])
+        // Build exactly as `cargo test --workspace` does (the command CI and
+        // README run): with the same feature unification the binaries are
+        // already up to date, where a plain `cargo build --bin …` would
+        // resolve features differently and rebuild half the workspace.
+        let mut command = Command::new(cargo);
+        // Cargo sets package variables (CARGO_PKG_*, CARGO_MANIFEST_DIR, …)
+        // for the test process; build scripts that watch them would see a
+        // change and rebuild, so the nested cargo gets the caller's
+        // environment without them.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            let keep = matches!(key.as_ref(), "CARGO_HOME" | "CARGO_TARGET_DIR");
+            if (key.starts_with("CARGO_") && !keep) || key == "OUT_DIR" {
+                command.env_remove(key.as_ref());
+            }
+        }
+        let status = command
+            .args(["test", "--workspace", "--no-run", "--quiet"])
             .current_dir(workspace_root())
             .status()
             .expect("cargo runs");
