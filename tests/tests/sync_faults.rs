@@ -1,0 +1,198 @@
+//! The sync engine facing a relay that fails or lies: 5xx and garbage
+//! change nothing stored; a tampered envelope is quarantined (and the
+//! rest of that device's chain with it); a rolled-back head is an alarm;
+//! a revoked device is told so.
+
+mod support;
+
+use amana_core::framing::Page;
+use amana_core::roster::{Role, RosterChange};
+use amana_core::sync::{RelayClient, SyncError, sync};
+use amana_core::transport::{Request, Response, Transport, TransportError};
+use amana_sync_server::memory::MemoryRelay;
+use support::{World, case, notes};
+
+/// Rewrites the relay's responses to envelope pages.
+struct Tamper<'a, F: FnMut(&Request, &mut Response)> {
+    relay: &'a mut MemoryRelay,
+    rewrite: F,
+}
+
+impl<F: FnMut(&Request, &mut Response)> Transport for Tamper<'_, F> {
+    fn send(&mut self, request: &Request) -> Result<Response, TransportError> {
+        let mut response = self.relay.send(request)?;
+        (self.rewrite)(request, &mut response);
+        Ok(response)
+    }
+}
+
+fn is_page(request: &Request) -> bool {
+    request.path.contains("/envelopes?")
+}
+
+fn sync_through<F: FnMut(&Request, &mut Response)>(
+    w: &mut World,
+    store: &mut amana_core::store::DeviceStore,
+    rewrite: F,
+) -> Result<amana_core::sync::SyncReport, SyncError> {
+    let mut env = w.env();
+    let team = w.team;
+    let tamper = Tamper {
+        relay: &mut w.relay,
+        rewrite,
+    };
+    let mut client = RelayClient::new(tamper, team);
+    sync(store, &mut client, &mut env, &mut |_| {})
+}
+
+#[test]
+fn failing_or_garbled_relays_change_nothing() {
+    let (mut w, mut office) = World::new();
+    let mut a = w.enrol(&mut office, "field-a", Role::Field);
+    w.sync(&mut a).unwrap();
+    a.record_intake(&case("first", w.now())).unwrap();
+    w.sync(&mut a).unwrap();
+    w.sync(&mut office).unwrap();
+    let cursor = office.cursor().unwrap();
+
+    let unavailable = sync_through(&mut w, &mut office, |r, resp| {
+        if is_page(r) {
+            resp.status = 503;
+            resp.body = b"<html>Service Unavailable</html>".to_vec();
+        }
+    });
+    assert!(
+        matches!(
+            unavailable,
+            Err(SyncError::RelayUnavailable { status: 503, .. })
+        ),
+        "{unavailable:?}"
+    );
+    let garbage = sync_through(&mut w, &mut office, |r, resp| {
+        if is_page(r) {
+            resp.body = vec![0xff; 37];
+        }
+    });
+    assert!(
+        matches!(garbage, Err(SyncError::RelayGarbage(_))),
+        "{garbage:?}"
+    );
+    assert!(garbage.unwrap_err().is_temporary());
+    assert_eq!(office.cursor().unwrap(), cursor);
+    assert!(office.quarantined().unwrap().is_empty());
+    assert_eq!(notes(&office), vec!["first"]);
+}
+
+#[test]
+fn a_tampered_envelope_is_quarantined_with_the_rest_of_its_chain() {
+    let (mut w, mut office) = World::new();
+    let mut a = w.enrol(&mut office, "field-a", Role::Field);
+    w.sync(&mut a).unwrap();
+    a.record_intake(&case("one", w.now())).unwrap();
+    w.sync(&mut a).unwrap();
+    a.record_intake(&case("two", w.now())).unwrap();
+    w.sync(&mut a).unwrap();
+
+    // Flip one bit in the body of the first envelope of the page.
+    let report = sync_through(&mut w, &mut office, |r, resp| {
+        if is_page(r) && resp.status == 200 {
+            let mut page = Page::parse(&resp.body, 100, 100).unwrap();
+            if let Some(first) = page.entries.first_mut() {
+                let last = first.bytes.len() - 1;
+                first.bytes[last] ^= 1;
+            }
+            resp.body = Page::encode(
+                page.next_cursor,
+                page.more,
+                &page.heads,
+                page.entries.iter().map(|e| (e.cursor, e.bytes.as_slice())),
+            );
+        }
+    });
+    // Both of A's envelopes are refused: the first fails its signature,
+    // the second no longer chains to anything applied; then the relay's
+    // head for A is ahead of what was applied.
+    match report {
+        Err(SyncError::Withheld {
+            received: 0,
+            relay: 2,
+            ..
+        }) => {}
+        other => panic!("expected Withheld, got {other:?}"),
+    }
+    let quarantined = office.quarantined().unwrap();
+    assert_eq!(quarantined.len(), 2);
+    assert!(
+        quarantined[0].reason.contains("signature"),
+        "{}",
+        quarantined[0].reason
+    );
+    assert!(
+        quarantined[1].reason.contains("gap"),
+        "{}",
+        quarantined[1].reason
+    );
+    assert!(
+        office.cases().unwrap().is_empty(),
+        "nothing tampered is applied"
+    );
+}
+
+#[test]
+fn a_head_rolled_back_by_the_relay_is_an_alarm() {
+    let (mut w, mut office) = World::new();
+    let mut a = w.enrol(&mut office, "field-a", Role::Field);
+    w.sync(&mut a).unwrap();
+    for note in ["one", "two"] {
+        a.record_intake(&case(note, w.now())).unwrap();
+        w.sync(&mut a).unwrap();
+    }
+    w.sync(&mut office).unwrap();
+    let device = a.keys().device_id();
+    let result = sync_through(&mut w, &mut office, |r, resp| {
+        if is_page(r) && resp.status == 200 {
+            let mut page = Page::parse(&resp.body, 100, 100).unwrap();
+            for head in &mut page.heads {
+                if head.device == device {
+                    head.seq = 1;
+                }
+            }
+            resp.body = Page::encode(page.next_cursor, page.more, &page.heads, std::iter::empty());
+        }
+    });
+    match result {
+        Err(
+            e @ SyncError::Rollback {
+                ours: 2, relay: 1, ..
+            },
+        ) => assert!(e.is_integrity_alarm()),
+        other => panic!("expected Rollback, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_revoked_device_is_told_and_refused() {
+    let (mut w, mut office) = World::new();
+    let mut a = w.enrol(&mut office, "field-a", Role::Field);
+    w.sync(&mut a).unwrap();
+    let mut roster = office.roster().unwrap().unwrap();
+    let op = roster
+        .append(
+            RosterChange::RevokeDevice {
+                device: a.keys().device_id(),
+                last_seq: 0,
+            },
+            office.keys(),
+        )
+        .unwrap()
+        .as_bytes()
+        .to_vec();
+    let mut env = w.env();
+    let mut client = RelayClient::new(&mut w.relay, w.team);
+    client.append_roster(&mut env, office.keys(), &op).unwrap();
+    a.record_intake(&case("after revocation", w.now())).unwrap();
+    let result = w.sync(&mut a);
+    assert!(matches!(result, Err(SyncError::Revoked)), "{result:?}");
+    w.sync(&mut office).unwrap();
+    assert!(office.cases().unwrap().is_empty());
+}
