@@ -196,3 +196,33 @@ fn a_revoked_device_is_told_and_refused() {
     w.sync(&mut office).unwrap();
     assert!(office.cases().unwrap().is_empty());
 }
+
+#[test]
+fn a_device_dropped_from_the_relays_heads_is_an_alarm() {
+    let (mut w, mut office) = World::new();
+    let mut a = w.enrol(&mut office, "field-a", Role::Field);
+    w.sync(&mut a).unwrap();
+    a.record_intake(&case("one", w.now())).unwrap();
+    w.sync(&mut a).unwrap();
+    w.sync(&mut office).unwrap();
+    let device = a.keys().device_id();
+    let result = sync_through(&mut w, &mut office, |r, resp| {
+        if is_page(r) && resp.status == 200 {
+            let mut page = Page::parse(&resp.body, 100, 100).unwrap();
+            page.heads.retain(|h| h.device != device);
+            resp.body = Page::encode(page.next_cursor, page.more, &page.heads, std::iter::empty());
+        }
+    });
+    assert!(
+        matches!(
+            result,
+            Err(SyncError::Rollback {
+                ours: 1,
+                relay: 0,
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    assert_eq!(notes(&office), vec!["one"], "what was applied stays");
+}

@@ -211,6 +211,23 @@ impl DeviceStore {
             .transpose()
     }
 
+    /// The last applied envelope of every device.
+    pub fn peer_heads(&self) -> Result<Vec<PeerHead>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT device_key, head_sealed FROM peer_heads")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (key, sealed) = row?;
+            let plain = self.sealer.open("peer_heads", &key, &sealed)?;
+            out.push(decode_head(&plain)?);
+        }
+        Ok(out)
+    }
+
     /// Records the last applied envelope of a device.
     pub fn set_peer_head(&mut self, head: &PeerHead) -> Result<(), StoreError> {
         let key = self.sealer.index("device", head.device.as_bytes());

@@ -327,20 +327,19 @@ fn pull<T: Transport>(
     let me = store.keys().device_id();
     let keyring = store.epoch_keys()?;
     let mut cursor = store.cursor()?;
-    let mut heads: BTreeMap<DeviceId, PeerHead> = BTreeMap::new();
+    // Every head applied so far: a device the relay stops listing is a
+    // rollback too.
+    let mut heads: BTreeMap<DeviceId, PeerHead> = store
+        .peer_heads()?
+        .into_iter()
+        .map(|h| (h.device, h))
+        .collect();
     loop {
         progress(Progress::Pulling {
             done: report.pulled,
         });
         let page = client.page(env, store.keys(), cursor, PAGE_LIMIT)?;
         check_page_order(&page, cursor)?;
-        for head in &page.heads {
-            if let std::collections::btree_map::Entry::Vacant(slot) = heads.entry(head.device)
-                && let Some(held) = store.peer_head(head.device)?
-            {
-                slot.insert(held);
-            }
-        }
         check_heads(&page, &heads)?;
         let mut pulled = PulledPage {
             cursor,
@@ -349,12 +348,6 @@ fn pull<T: Transport>(
         let mut changed: BTreeMap<DeviceId, PeerHead> = BTreeMap::new();
         let mut stopped = None;
         for entry in &page.entries {
-            if let Some(device) = envelope_header(&entry.bytes).map(|h| h.device)
-                && !heads.contains_key(&device)
-                && let Some(held) = store.peer_head(device)?
-            {
-                heads.insert(device, held);
-            }
             match check_envelope(&entry.bytes, roster, &keyring, &heads) {
                 Ok(opened) => {
                     let head = PeerHead {
@@ -435,7 +428,7 @@ fn check_heads(page: &Page, ours: &BTreeMap<DeviceId, PeerHead>) -> Result<(), S
             }
         }
     }
-    // A device we applied envelopes from must still be listed.
+    // Every device we applied envelopes from must still be listed.
     for held in ours.values() {
         if !page.heads.iter().any(|h| h.device == held.device) {
             return Err(SyncError::Rollback {
