@@ -244,13 +244,7 @@ impl DeviceStore {
     }
 
     pub(crate) fn put_meta(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError> {
-        let sealed = self.sealer.seal("meta", name.as_bytes(), value);
-        self.conn.execute(
-            "INSERT INTO meta (name, value_sealed) VALUES (?1, ?2)
-             ON CONFLICT (name) DO UPDATE SET value_sealed = excluded.value_sealed",
-            params![name, sealed],
-        )?;
-        Ok(())
+        put_meta_in(&self.conn, &self.sealer, name, value)
     }
 
     pub(crate) fn meta(
@@ -359,6 +353,23 @@ impl DeviceStore {
         }
         Ok(ring)
     }
+}
+
+/// Sets a sealed `meta` value on `conn` (the store's connection or an open
+/// transaction).
+fn put_meta_in(
+    conn: &Connection,
+    sealer: &Sealer,
+    name: &str,
+    value: &[u8],
+) -> Result<(), StoreError> {
+    let sealed = sealer.seal("meta", name.as_bytes(), value);
+    conn.execute(
+        "INSERT INTO meta (name, value_sealed) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET value_sealed = excluded.value_sealed",
+        params![name, sealed],
+    )?;
+    Ok(())
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), StoreError> {

@@ -2,8 +2,6 @@
 //! page (changes, heads, cursor and quarantine together), and what an
 //! intake-role device keeps after it has handed its cases in.
 
-use rusqlite::params;
-
 use super::{DeviceStore, StoreError, cases};
 use crate::envelope::seal::CaseChange;
 use crate::ids::CaseId;
@@ -40,27 +38,12 @@ impl DeviceStore {
         let tx = self.conn.transaction()?;
         cases::apply_in(&tx, &self.sealer, &self.keys, &page.changes)?;
         for head in &page.heads {
-            let key = self.sealer.index("device", head.device.as_bytes());
-            let sealed =
-                self.sealer
-                    .seal("peer_heads", &key, &super::sync_state::encode_head(head));
-            tx.execute(
-                "INSERT INTO peer_heads (device_key, head_sealed) VALUES (?1, ?2)
-                 ON CONFLICT (device_key) DO UPDATE SET head_sealed = excluded.head_sealed",
-                params![key, sealed],
-            )?;
+            super::sync_state::set_peer_head_in(&tx, &self.sealer, head)?;
         }
         for (envelope, reason) in &page.quarantined {
             super::sync_state::quarantine_in(&tx, &self.sealer, envelope, reason)?;
         }
-        let sealed = self
-            .sealer
-            .seal("meta", b"cursor", &page.cursor.to_be_bytes());
-        tx.execute(
-            "INSERT INTO meta (name, value_sealed) VALUES ('cursor', ?1)
-             ON CONFLICT (name) DO UPDATE SET value_sealed = excluded.value_sealed",
-            [sealed],
-        )?;
+        super::put_meta_in(&tx, &self.sealer, "cursor", &page.cursor.to_be_bytes())?;
         tx.commit()?;
         Ok(())
     }

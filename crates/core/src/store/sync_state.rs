@@ -230,14 +230,7 @@ impl DeviceStore {
 
     /// Records the last applied envelope of a device.
     pub fn set_peer_head(&mut self, head: &PeerHead) -> Result<(), StoreError> {
-        let key = self.sealer.index("device", head.device.as_bytes());
-        let sealed = self.sealer.seal("peer_heads", &key, &encode_head(head));
-        self.conn.execute(
-            "INSERT INTO peer_heads (device_key, head_sealed) VALUES (?1, ?2)
-             ON CONFLICT (device_key) DO UPDATE SET head_sealed = excluded.head_sealed",
-            params![key, sealed],
-        )?;
-        Ok(())
+        set_peer_head_in(&self.conn, &self.sealer, head)
     }
 
     /// The team-wide cursor up to which envelopes have been pulled.
@@ -319,11 +312,24 @@ pub(super) fn quarantine_in(
     Ok(())
 }
 
-pub(super) fn encode_head(head: &PeerHead) -> Vec<u8> {
+/// Upserts a device's head on `conn` (the store's connection or an open
+/// transaction).
+pub(super) fn set_peer_head_in(
+    conn: &rusqlite::Connection,
+    sealer: &super::Sealer,
+    head: &PeerHead,
+) -> Result<(), StoreError> {
+    let key = sealer.index("device", head.device.as_bytes());
     let mut plain = head.device.as_bytes().to_vec();
     plain.extend_from_slice(&head.seq.to_be_bytes());
     plain.extend_from_slice(head.id.as_bytes());
-    plain
+    let sealed = sealer.seal("peer_heads", &key, &plain);
+    conn.execute(
+        "INSERT INTO peer_heads (device_key, head_sealed) VALUES (?1, ?2)
+         ON CONFLICT (device_key) DO UPDATE SET head_sealed = excluded.head_sealed",
+        params![key, sealed],
+    )?;
+    Ok(())
 }
 
 fn decode_head(plain: &[u8]) -> Result<PeerHead, StoreError> {
