@@ -221,7 +221,7 @@ fn enrol(
     println!(
         "  {:<10} ({:<6}) safety number on its screen {number}, on the office's {}",
         device.name,
-        enrol::role_name(role),
+        role.name(),
         shown.safety_number
     );
     enrol::approve(&mut office.store, &mut client, &mut env, &prefix, &number)?;

@@ -62,6 +62,17 @@ impl Role {
         Role::ALL.into_iter().find(|r| r.code() == code)
     }
 
+    /// The role's name, as the CLI, the relay API and serde spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Office => "office",
+            Role::Field => "field",
+            Role::Intake => "intake",
+            Role::Auditor => "auditor",
+        }
+    }
+
     /// Whether the role may write case data.
     pub fn can_write(self) -> bool {
         !matches!(self, Role::Auditor)

@@ -408,22 +408,11 @@ fn require_admin<T: Transport>(
         .map(|d| d.entry.role);
     if role != Some(Role::Admin) {
         return Err(SyncError::NotPermitted {
-            role: role.map_or("none", role_name),
+            role: role.map_or("none", Role::name),
             action: "manage the team (only an admin device can)",
         });
     }
     Ok(roster)
-}
-
-/// The role's name as the CLI spells it.
-pub fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Admin => "admin",
-        Role::Office => "office",
-        Role::Field => "field",
-        Role::Intake => "intake",
-        Role::Auditor => "auditor",
-    }
 }
 
 fn check_url(url: &str) -> Result<(), SyncError> {

@@ -4,8 +4,9 @@ use std::io::Read;
 
 use amana_core::keys::DeviceKeys;
 use amana_core::keys::keystore::WorkFactor;
+use amana_core::roster::Role;
 use amana_core::store::DeviceStore;
-use amana_core::sync::enrol::{self, InviteCode, role_name};
+use amana_core::sync::enrol::{self, InviteCode};
 use amana_core::sync::{Progress, SyncError, sync};
 use anyhow::Context;
 use serde_json::json;
@@ -53,7 +54,7 @@ pub fn join(app: &App, code: &str) -> anyhow::Result<()> {
     if app.json {
         println!(
             "{}",
-            json!({"device": store.keys().device_id().to_hex(), "safety_number": number, "role": role_name(code.role)})
+            json!({"device": store.keys().device_id().to_hex(), "safety_number": number, "role": code.role.name()})
         );
     } else {
         println!("Join request sent for device {}.", store.keys().device_id());
@@ -184,7 +185,7 @@ pub fn status(app: &App) -> anyhow::Result<()> {
                 "device": me.to_hex(),
                 "team": membership.as_ref().map(|m| m.team.to_hex()),
                 "relay": membership.as_ref().map(|m| m.relay_url.clone()),
-                "role": role.map(role_name),
+                "role": role.map(Role::name),
                 "approved": approved,
                 "revoked": revoked,
                 "epoch": epoch,
@@ -215,7 +216,7 @@ pub fn status(app: &App) -> anyhow::Result<()> {
             };
             println!(
                 "Role:              {} ({standing})",
-                role.map_or("unknown", role_name)
+                role.map_or("unknown", Role::name)
             );
         }
     }

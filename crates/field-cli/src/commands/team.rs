@@ -3,7 +3,7 @@
 use amana_core::pin::parse_pin;
 use amana_core::roster::Role;
 use amana_core::sync::SyncError;
-use amana_core::sync::enrol::{self, device_label, role_name};
+use amana_core::sync::enrol::{self, device_label};
 use amana_core::sync::http::HttpTransport;
 use serde_json::json;
 
@@ -70,12 +70,12 @@ fn invite(app: &App, role: RoleArg, label: &str, hours: u64) -> anyhow::Result<(
     if app.json {
         println!(
             "{}",
-            json!({"code": text, "role": role_name(role), "expires_in_hours": hours})
+            json!({"code": text, "role": role.name(), "expires_in_hours": hours})
         );
     } else {
         println!(
             "Invite for a {} device \"{label}\", valid {hours} hours, one use:",
-            role_name(role)
+            role.name()
         );
         println!();
         println!("{text}");
@@ -100,7 +100,7 @@ fn pending(app: &App) -> anyhow::Result<()> {
                 json!({
                     "device": p.device.device.to_hex(),
                     "safety_number": p.safety_number,
-                    "role": p.invite.as_ref().map(|i| role_name(i.role)),
+                    "role": p.invite.as_ref().map(|i| i.role.name()),
                     "label": p.invite.as_ref().map(|i| i.label.clone()),
                     "issued_here": p.invite.is_some(),
                     "requested_at": p.device.requested_at,
@@ -120,7 +120,7 @@ fn pending(app: &App) -> anyhow::Result<()> {
     );
     for p in &list {
         let (role, label) = match &p.invite {
-            Some(i) => (role_name(i.role), i.label.as_str()),
+            Some(i) => (i.role.name(), i.label.as_str()),
             None => ("?", "(invite issued on another admin device)"),
         };
         println!(
@@ -146,13 +146,13 @@ fn approve(app: &App, device: &str, number: &str) -> anyhow::Result<()> {
     if app.json {
         println!(
             "{}",
-            json!({"device": entry.id().to_hex(), "role": role_name(entry.role)})
+            json!({"device": entry.id().to_hex(), "role": entry.role.name()})
         );
     } else {
         println!(
             "Device {} approved as {}. It receives the team key on its next `amana sync`.",
             entry.id(),
-            role_name(entry.role)
+            entry.role.name()
         );
     }
     Ok(())
@@ -170,7 +170,7 @@ fn devices(app: &App) -> anyhow::Result<()> {
         .map(|d| {
             (
                 d.entry.id(),
-                role_name(d.entry.role),
+                d.entry.role.name(),
                 d.is_active(),
                 device_label(&d.entry, &keys).unwrap_or_else(|| "—".into()),
             )
