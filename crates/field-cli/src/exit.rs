@@ -16,29 +16,15 @@ use amana_core::store::StoreError;
 use amana_core::sync::SyncError;
 
 /// Invalid input found by the CLI itself (exit code 2).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub struct Invalid(pub String);
-
-impl std::fmt::Display for Invalid {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Invalid {}
 
 /// An integrity alarm raised by the CLI (exit code 6), e.g. quarantined
 /// envelopes after an otherwise complete sync.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub struct Alarm(pub String);
-
-impl std::fmt::Display for Alarm {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Alarm {}
 
 fn store_code(e: &StoreError) -> u8 {
     match e {

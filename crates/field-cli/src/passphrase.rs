@@ -13,16 +13,9 @@ pub const FILE_VAR: &str = "AMANA_PASSPHRASE_FILE";
 const MIN_LEN: usize = 10;
 
 /// Why no passphrase could be had (exit code 3).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub struct NoPassphrase(pub String);
-
-impl std::fmt::Display for NoPassphrase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for NoPassphrase {}
 
 fn from_file() -> anyhow::Result<Option<Zeroizing<String>>> {
     let Some(path) = std::env::var_os(FILE_VAR) else {
