@@ -84,8 +84,10 @@ pub fn now() -> u64 {
 
 /// A transport to the relay of `membership`, trusting only its pinned key.
 pub fn transport(membership: &Membership) -> anyhow::Result<HttpTransport> {
-    HttpTransport::new(&membership.relay_url, membership.relay_key_pin)
-        .map_err(|e| amana_core::sync::SyncError::from(e).into())
+    Ok(HttpTransport::new(
+        &membership.relay_url,
+        membership.relay_key_pin,
+    )?)
 }
 
 /// A client for this device's team.

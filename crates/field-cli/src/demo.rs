@@ -100,8 +100,7 @@ impl Relay {
     }
 
     fn transport(&self) -> anyhow::Result<HttpTransport> {
-        Ok(HttpTransport::new(&self.url, Some(self.pin))
-            .map_err(amana_core::sync::SyncError::from)?)
+        Ok(HttpTransport::new(&self.url, Some(self.pin))?)
     }
 
     fn stop(&mut self) -> anyhow::Result<()> {

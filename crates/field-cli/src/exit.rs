@@ -14,6 +14,7 @@ use amana_core::case::{CaseError, Lang, ValidationError};
 use amana_core::keys::keystore::KeystoreError;
 use amana_core::store::StoreError;
 use amana_core::sync::SyncError;
+use amana_core::transport::TransportError;
 
 /// Invalid input found by the CLI itself (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,12 @@ pub fn code(err: &anyhow::Error) -> u8 {
         }
         if let Some(e) = cause.downcast_ref::<StoreError>() {
             return store_code(e);
+        }
+        if let Some(e) = cause.downcast_ref::<TransportError>() {
+            return match e {
+                TransportError::PinMismatch => 6,
+                _ => 4,
+            };
         }
         if cause.downcast_ref::<Alarm>().is_some() {
             return 6;

@@ -7,7 +7,7 @@ use amana_core::keys::keystore::WorkFactor;
 use amana_core::roster::Role;
 use amana_core::store::DeviceStore;
 use amana_core::sync::enrol::{self, InviteCode};
-use amana_core::sync::{Progress, SyncError, sync};
+use amana_core::sync::{Progress, sync};
 use anyhow::Context;
 use serde_json::json;
 
@@ -48,8 +48,7 @@ pub fn join(app: &App, code: &str) -> anyhow::Result<()> {
     };
     let code = InviteCode::parse(&text)?;
     let mut store = app.unlock()?;
-    let transport = amana_core::sync::http::HttpTransport::new(&code.relay_url, code.tls_pin)
-        .map_err(SyncError::from)?;
+    let transport = amana_core::sync::http::HttpTransport::new(&code.relay_url, code.tls_pin)?;
     let number = enrol::join(&mut store, transport, &code)?;
     if app.json {
         println!(

@@ -2,7 +2,6 @@
 
 use amana_core::pin::parse_pin;
 use amana_core::roster::Role;
-use amana_core::sync::SyncError;
 use amana_core::sync::enrol::{self, device_label};
 use amana_core::sync::http::HttpTransport;
 use serde_json::json;
@@ -41,7 +40,7 @@ fn create(app: &App, relay: &str, pin: Option<&str>, label: &str) -> anyhow::Res
         None => None,
     };
     let mut store = app.unlock()?;
-    let transport = HttpTransport::new(relay, pin).map_err(SyncError::from)?;
+    let transport = HttpTransport::new(relay, pin)?;
     let team = enrol::create_team(&mut store, transport, relay, pin, label)?;
     if app.json {
         println!("{}", json!({"team": team.to_hex()}));
