@@ -148,6 +148,14 @@ pub enum TeamCommand {
     },
     /// List the team's devices.
     Devices,
+    /// Revoke a lost, seized or retired device, and rotate the team key so
+    /// it can read nothing written from now on.
+    Revoke {
+        /// The device id (or its first characters), or its label.
+        device: String,
+    },
+    /// Start a new team key (epoch) and deliver it to every active device.
+    Rotate,
 }
 
 /// `amana intake`.

@@ -51,7 +51,9 @@ pub fn code(err: &anyhow::Error) -> u8 {
                 SyncError::Transport(_) => 4,
                 SyncError::InviteMalformed(_)
                 | SyncError::BadRelayUrl(_)
-                | SyncError::UnknownPending(_) => 2,
+                | SyncError::UnknownPending(_)
+                | SyncError::UnknownDevice(_)
+                | SyncError::AmbiguousDevice(_) => 2,
                 SyncError::Seal(_) => 1,
                 _ => 5,
             };

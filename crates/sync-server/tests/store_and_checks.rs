@@ -6,7 +6,7 @@ use amana_core::keys::{DeviceKeys, EpochKey};
 use amana_core::roster::{DeviceEntry, Role, Roster, RosterChange};
 use amana_core::{AuthorError, CaseId, Digest, EnvelopeError, TeamId};
 use amana_sync_server::ingest::{self, IngestError};
-use amana_sync_server::store::{Appended, RelayStore, SqliteStore, StoreError};
+use amana_sync_server::store::{Appended, RelayStore, RevocationBound, SqliteStore, StoreError};
 
 struct Team {
     roster: Roster,
@@ -81,7 +81,7 @@ fn store_with(t: &Team) -> SqliteStore {
         .unwrap();
     for op in &ops[1..] {
         store
-            .append_roster_op(t.roster.team(), op.index, op.as_bytes())
+            .append_roster_op(t.roster.team(), op.index, op.as_bytes(), None)
             .unwrap();
     }
     store
@@ -104,7 +104,7 @@ fn teams_and_rosters() {
     let stored = store.roster(team_id).unwrap();
     assert_eq!(Roster::verify(&stored).unwrap().head(), t.roster.head());
     assert!(matches!(
-        store.append_roster_op(team_id, 1, b"late"),
+        store.append_roster_op(team_id, 1, b"late", None),
         Err(StoreError::RosterConflict {
             expected: 2,
             found: 1
@@ -326,4 +326,74 @@ fn revoked_device_is_refused_above_its_last_seq() {
             ..
         }))
     ));
+}
+
+#[test]
+fn revocation_bound_must_equal_the_stored_head_and_then_holds() {
+    let t = team();
+    let store = store_with(&t);
+    let team_id = t.roster.team();
+    let e1 = t.envelope(&t.field, 1, Digest::ZERO, "one");
+    let e2 = t.envelope(&t.field, 2, e1.id(), "two");
+    let first = t.check(&t.field, e1.into_bytes()).unwrap();
+    store
+        .append_envelope(team_id, &first.as_new(), 1, u64::MAX)
+        .unwrap();
+    // The upload of seq 2 passes the roster check before the revocation
+    // lands, as it would when the two requests race.
+    let second = t.check(&t.field, e2.into_bytes()).unwrap();
+    let revoke = |last_seq| {
+        let mut roster = t.roster.clone();
+        roster
+            .append(
+                RosterChange::RevokeDevice {
+                    device: t.field.device_id(),
+                    last_seq,
+                },
+                &t.admin,
+            )
+            .unwrap()
+            .clone()
+    };
+    let bound = |last_seq| {
+        Some(RevocationBound {
+            device: t.field.device_id(),
+            last_seq,
+        })
+    };
+    // The admin had not seen seq 1: refused, nothing stored.
+    let stale = revoke(0);
+    assert!(matches!(
+        store.append_roster_op(team_id, stale.index, stale.as_bytes(), bound(0)),
+        Err(StoreError::RevocationBound {
+            head: 1,
+            bound: 0,
+            ..
+        })
+    ));
+    assert_eq!(store.roster(team_id).unwrap().len(), 2);
+    // With the stored head as bound it lands, and seq 2 is refused from
+    // then on although it passed the roster check.
+    let op = revoke(1);
+    store
+        .append_roster_op(team_id, op.index, op.as_bytes(), bound(1))
+        .unwrap();
+    assert_eq!(store.roster(team_id).unwrap().len(), 3);
+    assert!(matches!(
+        store.append_envelope(team_id, &second.as_new(), 2, u64::MAX),
+        Err(StoreError::Revoked { .. })
+    ));
+    assert!(
+        store
+            .envelope_at(team_id, t.field.device_id(), 2)
+            .unwrap()
+            .is_none()
+    );
+    // Seq 1, written before, is still served and re-uploading it is fine.
+    assert_eq!(
+        store
+            .append_envelope(team_id, &first.as_new(), 3, u64::MAX)
+            .unwrap(),
+        Appended::Duplicate { cursor: 1 }
+    );
 }

@@ -264,6 +264,12 @@ impl DeviceStore {
             .transpose()
     }
 
+    pub(crate) fn remove_meta(&mut self, name: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM meta WHERE name = ?1", params![name])?;
+        Ok(())
+    }
+
     /// Records which team this device belongs to.
     pub fn set_membership(&mut self, membership: &Membership) -> Result<(), StoreError> {
         let json =
@@ -330,6 +336,15 @@ impl DeviceStore {
              ON CONFLICT (slot) DO UPDATE SET key_sealed = excluded.key_sealed",
             params![slot, sealed],
         )?;
+        Ok(())
+    }
+
+    /// Forgets an epoch key (one that never became its epoch's, or one
+    /// that is being destroyed).
+    pub fn remove_epoch_key(&mut self, epoch: u32) -> Result<(), StoreError> {
+        let slot = self.sealer.index("epoch", &epoch.to_be_bytes());
+        self.conn
+            .execute("DELETE FROM epoch_keys WHERE slot = ?1", params![slot])?;
         Ok(())
     }
 

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Env, SyncError};
-use crate::framing::{self, Page};
+use crate::framing::{self, Page, PageHead};
 use crate::ids::{DeviceId, Digest, TeamId};
 use crate::keys::DeviceKeys;
 use crate::request_auth;
@@ -403,6 +403,12 @@ impl<T: Transport> RelayClient<T> {
         let response = self.signed(env, keys, Method::Get, path, None, Vec::new())?;
         let body = binary_ok(&response, framing::PAGE)?;
         Page::parse(&body, MAX_PAGE_HEADS, MAX_PAGE_ENTRIES).map_err(|e| garbage(&e.to_string()))
+    }
+
+    /// The relay's current head of every device's log (a page after the
+    /// last cursor, so no envelope is sent).
+    pub fn heads(&mut self, env: &mut Env, keys: &DeviceKeys) -> Result<Vec<PageHead>, SyncError> {
+        Ok(self.page(env, keys, i64::MAX as u64, 1)?.heads)
     }
 
     /// `GET …/receipts`: receipts for a device's envelopes after `after_seq`.

@@ -107,6 +107,9 @@ pub fn sync<T: Transport>(
     if role.reads_cases() {
         report.epoch_keys_received = collect_keys(store, client, env, &roster)?;
     }
+    if role == Role::Admin {
+        super::admin::deliver_pending(store, client, env, &roster)?;
+    }
     if role.can_write() {
         report.sealed = seal_outbox(store, &roster, role)?;
         report.pushed = push(store, client, env, progress)?;
@@ -190,7 +193,16 @@ fn collect_keys<T: Transport>(
     let mut received = 0;
     for bytes in client.keys(env, store.keys())? {
         let delivery = KeyEnvelope::parse(bytes)?;
-        if held.get(delivery.epoch).is_some() {
+        // A held key counts only if it is the epoch's key on the roster: a
+        // rotation this device attempted that lost to another admin's
+        // leaves a key of its own behind, which the delivery replaces.
+        let on_roster = roster
+            .epoch(delivery.epoch)
+            .map(|e| e.recipient.to_string());
+        if held
+            .get(delivery.epoch)
+            .is_some_and(|k| Some(k.recipient().to_string()) == on_roster)
+        {
             continue;
         }
         let key = delivery.open(roster, store.keys())?;

@@ -22,6 +22,7 @@ use ed25519_dalek::Signer as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use super::admin::require_admin;
 use super::client::{JoinRequest, PendingDevice, RelayClient};
 use super::engine::refresh_roster;
 use super::{Env, SyncError};
@@ -395,24 +396,6 @@ fn seal_label(label: &str, recipient: &x25519::Recipient) -> Result<Vec<u8>, Syn
     let label: String = label.chars().take(100).collect();
     age::encrypt(recipient, label.as_bytes())
         .map_err(|_| SyncError::Seal(crate::error::EnvelopeError::EncryptFailed))
-}
-
-fn require_admin<T: Transport>(
-    store: &mut DeviceStore,
-    client: &mut RelayClient<T>,
-    env: &mut Env,
-) -> Result<Roster, SyncError> {
-    let roster = refresh_roster(store, client, env)?;
-    let role = roster
-        .device(&store.keys().device_id())
-        .map(|d| d.entry.role);
-    if role != Some(Role::Admin) {
-        return Err(SyncError::NotPermitted {
-            role: role.map_or("none", Role::name),
-            action: "manage the team (only an admin device can)",
-        });
-    }
-    Ok(roster)
 }
 
 fn check_url(url: &str) -> Result<(), SyncError> {

@@ -90,6 +90,17 @@ pub enum SyncError {
     /// The pending device used an invite this admin device did not issue.
     #[error("this device used an invite issued from another admin device; approve it there")]
     InviteNotIssuedHere,
+    /// No device on the roster matches what was typed.
+    #[error("no device of the team matches `{0}`; run `amana team devices` to list them")]
+    UnknownDevice(String),
+    /// Several devices match what was typed.
+    #[error("several devices match `{0}`; type more characters of the device id")]
+    AmbiguousDevice(String),
+    /// A device tried to revoke itself.
+    #[error(
+        "a device cannot revoke itself (and a team's last admin can never be revoked); revoke it from another admin device"
+    )]
+    RevokeSelf,
     /// No pending device matches.
     #[error("no pending device matches `{0}`; run `amana team pending` to list them")]
     UnknownPending(String),

@@ -4,6 +4,7 @@
 //! - [`engine`]: one sync: refresh the roster and epoch keys, push the
 //!   outbox, pull and verify every new envelope.
 //! - [`enrol`]: creating a team, invite codes, joining, approving.
+//! - [`admin`]: revoking devices, rotating the epoch, delivering its key.
 //! - `http` (feature `http`): the HTTPS transport with a pinned relay key.
 //!
 //! The engine reads no clock and draws no request nonces itself: the
@@ -11,6 +12,7 @@
 //! its own ephemeral keys from the operating system when sealing; those
 //! never affect what the engine decides.)
 
+pub mod admin;
 pub mod client;
 pub mod engine;
 pub mod enrol;

@@ -2,6 +2,7 @@
 
 use amana_core::pin::parse_pin;
 use amana_core::roster::Role;
+use amana_core::sync::admin::{self, Rotation};
 use amana_core::sync::enrol::{self, device_label};
 use amana_core::sync::http::HttpTransport;
 use serde_json::json;
@@ -29,6 +30,8 @@ pub fn run(app: &App, command: TeamCommand) -> anyhow::Result<()> {
             safety_number,
         } => approve(app, &device, &safety_number),
         TeamCommand::Devices => devices(app),
+        TeamCommand::Revoke { device } => revoke(app, &device),
+        TeamCommand::Rotate => rotate(app),
     }
 }
 
@@ -193,4 +196,64 @@ fn devices(app: &App) -> anyhow::Result<()> {
     }
     println!("Epoch: {}", roster.current_epoch().epoch);
     Ok(())
+}
+
+fn revoke(app: &App, which: &str) -> anyhow::Result<()> {
+    let mut store = app.unlock()?;
+    let mut client = app::client(&store)?;
+    let mut env = app::system_env();
+    let done = admin::revoke(&mut store, &mut client, &mut env, which)?;
+    if app.json {
+        println!(
+            "{}",
+            json!({
+                "device": done.device.to_hex(),
+                "last_seq": done.last_seq,
+                "revoked_by": done.revoked_by.to_hex(),
+                "already_revoked": done.already_revoked,
+                "epoch": done.rotation.map(|r| r.epoch),
+                "delivered_to": done.rotation.map(|r| r.delivered_to),
+            })
+        );
+        return Ok(());
+    }
+    if done.already_revoked {
+        println!(
+            "Device {} was already revoked by admin device {} (its envelopes up to seq {} stay valid).",
+            done.device, done.revoked_by, done.last_seq
+        );
+    } else {
+        println!(
+            "Device {} revoked. The relay refuses it from now on; its envelopes up to seq {} stay valid.",
+            done.device, done.last_seq
+        );
+    }
+    match done.rotation {
+        Some(rotation) => print_rotation(rotation),
+        None => println!("The team key was already rotated after that revocation."),
+    }
+    Ok(())
+}
+
+fn rotate(app: &App) -> anyhow::Result<()> {
+    let mut store = app.unlock()?;
+    let mut client = app::client(&store)?;
+    let mut env = app::system_env();
+    let rotation = admin::rotate(&mut store, &mut client, &mut env)?;
+    if app.json {
+        println!(
+            "{}",
+            json!({"epoch": rotation.epoch, "delivered_to": rotation.delivered_to})
+        );
+    } else {
+        print_rotation(rotation);
+    }
+    Ok(())
+}
+
+fn print_rotation(rotation: Rotation) {
+    println!(
+        "New team key: epoch {}, delivered to {} other device(s). Each uses it from its next `amana sync`.",
+        rotation.epoch, rotation.delivered_to
+    );
 }

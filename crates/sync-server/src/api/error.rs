@@ -105,6 +105,8 @@ impl From<StoreError> for ApiError {
             StoreError::InviteUsed => (S::GONE, "invite_used"),
             StoreError::InviteExpired => (S::GONE, "invite_expired"),
             StoreError::TooManyInvites { .. } => (S::FORBIDDEN, "too_many_invites"),
+            StoreError::RevocationBound { .. } => (S::CONFLICT, "revocation_bound"),
+            StoreError::Revoked { .. } => (S::FORBIDDEN, "device_revoked"),
             StoreError::Corrupt(_) | StoreError::Backend(_) => {
                 tracing::error!(error = %e, "relay storage failed");
                 return ApiError::new(

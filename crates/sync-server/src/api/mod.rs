@@ -17,7 +17,7 @@ use std::time::Duration;
 use amana_core::envelope::EnvelopeLimits;
 use amana_core::receipt::Receipt;
 use amana_core::request_auth::RequestAuth;
-use amana_core::roster::{Role, Roster};
+use amana_core::roster::{Role, Roster, RosterChange};
 use amana_core::{DeviceId, TeamId};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, OriginalUri, Path, Query, State};
@@ -31,7 +31,7 @@ use serde_json::json;
 
 use crate::config::Limits;
 use crate::ingest;
-use crate::store::{Appended, RelayStore};
+use crate::store::{Appended, RelayStore, RevocationBound};
 
 /// A source of the current time in unix seconds.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -317,7 +317,14 @@ async fn append_roster(
         let (mut roster, device) = state.authenticate(team, &method, &uri, &headers, &body)?;
         let index = roster.next_index();
         roster.apply(&body)?;
-        state.store.append_roster_op(team, index, &body)?;
+        let revokes = match &roster.ops()[index as usize].change {
+            RosterChange::RevokeDevice { device, last_seq } => Some(RevocationBound {
+                device: *device,
+                last_seq: *last_seq,
+            }),
+            _ => None,
+        };
+        state.store.append_roster_op(team, index, &body, revokes)?;
         tracing::info!(%team, %device, index, "roster operation appended");
         Ok((StatusCode::CREATED, Json(json!({"index": index}))).into_response())
     })

@@ -94,6 +94,15 @@ pub struct JoinRecord {
     pub requested_at: u64,
 }
 
+/// The bound of a revocation, as the relay enforces it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RevocationBound {
+    /// The revoked device.
+    pub device: DeviceId,
+    /// The last seq of its log the team accepts.
+    pub last_seq: u64,
+}
+
 /// Why the store refused or failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -163,6 +172,25 @@ pub enum StoreError {
         /// The limit.
         max: u64,
     },
+    /// A revocation's bound is not the device's stored head (it uploaded
+    /// since the admin looked, or the admin's view is wrong).
+    #[error(
+        "device {device}'s log on this relay ends at seq {head}, not {bound}; fetch the heads and sign the revocation again"
+    )]
+    RevocationBound {
+        /// The device being revoked.
+        device: DeviceId,
+        /// Its stored head.
+        head: u64,
+        /// The bound in the refused operation.
+        bound: u64,
+    },
+    /// The device is revoked and the envelope lies beyond its bound.
+    #[error("device {device} is revoked; the relay accepts nothing more from it")]
+    Revoked {
+        /// The device.
+        device: DeviceId,
+    },
     /// The database holds something this build cannot read.
     #[error("relay database is damaged: {0}")]
     Corrupt(String),
@@ -186,8 +214,18 @@ pub trait RelayStore: Send + Sync + 'static {
     fn roster(&self, team: TeamId) -> Result<Vec<Vec<u8>>, StoreError>;
 
     /// Appends a roster operation (already verified against the stored
-    /// roster) if the roster still has `index` operations.
-    fn append_roster_op(&self, team: TeamId, index: u64, op: &[u8]) -> Result<(), StoreError>;
+    /// roster) if the roster still has `index` operations. For a
+    /// revocation, `revokes` carries its bound: the operation is refused
+    /// unless the device's stored head is exactly that seq, and from then on
+    /// [`append_envelope`](Self::append_envelope) refuses anything beyond it,
+    /// in the same transaction as the check.
+    fn append_roster_op(
+        &self,
+        team: TeamId,
+        index: u64,
+        op: &[u8],
+        revokes: Option<RevocationBound>,
+    ) -> Result<(), StoreError>;
 
     /// Appends an envelope: idempotent for the same bytes, equivocation
     /// evidence for different bytes at an existing seq, otherwise only as

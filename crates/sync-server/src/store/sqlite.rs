@@ -7,11 +7,15 @@ use std::sync::{Mutex, MutexGuard};
 use amana_core::{DeviceId, Digest, TeamId};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{Appended, Head, JoinRecord, NewEnvelope, RelayStore, StoreError, StoredEnvelope};
+use super::{
+    Appended, Head, JoinRecord, NewEnvelope, RelayStore, RevocationBound, StoreError,
+    StoredEnvelope,
+};
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_enrolment.sql"),
+    include_str!("../../migrations/sqlite/0003_revocations.sql"),
 ];
 
 /// The SQLite implementation of [`RelayStore`].
@@ -150,7 +154,13 @@ impl RelayStore for SqliteStore {
         rows.collect::<Result<_, _>>().map_err(backend)
     }
 
-    fn append_roster_op(&self, team: TeamId, index: u64, op: &[u8]) -> Result<(), StoreError> {
+    fn append_roster_op(
+        &self,
+        team: TeamId,
+        index: u64,
+        op: &[u8],
+        revokes: Option<RevocationBound>,
+    ) -> Result<(), StoreError> {
         let mut conn = self.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -168,6 +178,34 @@ impl RelayStore for SqliteStore {
                 expected: len as u64,
                 found: index,
             });
+        }
+        if let Some(bound) = revokes {
+            let head: i64 = tx
+                .query_row(
+                    "SELECT seq FROM heads WHERE team = ?1 AND device = ?2",
+                    params![team.as_bytes(), bound.device.as_bytes()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?
+                .unwrap_or(0);
+            if head as u64 != bound.last_seq {
+                return Err(StoreError::RevocationBound {
+                    device: bound.device,
+                    head: head as u64,
+                    bound: bound.last_seq,
+                });
+            }
+            tx.execute(
+                "INSERT INTO revocations (team, device, last_seq, roster_index) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    team.as_bytes(),
+                    bound.device.as_bytes(),
+                    bound.last_seq as i64,
+                    index as i64
+                ],
+            )
+            .map_err(backend)?;
         }
         tx.execute(
             "INSERT INTO roster_ops (team, idx, op) VALUES (?1, ?2, ?3)",
@@ -232,6 +270,19 @@ impl RelayStore for SqliteStore {
             });
         }
 
+        let bound: Option<i64> = tx
+            .query_row(
+                "SELECT last_seq FROM revocations WHERE team = ?1 AND device = ?2",
+                params![team.as_bytes(), env.device.as_bytes()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        if let Some(last_seq) = bound
+            && env.seq > last_seq as u64
+        {
+            return Err(StoreError::Revoked { device: env.device });
+        }
         let head: Option<(i64, Vec<u8>)> = tx
             .query_row(
                 "SELECT seq, envelope_id FROM heads WHERE team = ?1 AND device = ?2",
@@ -476,12 +527,19 @@ fn envelopes_in(
         )
         .map_err(backend)?;
     let rows = stmt
-        .query_map(params![team.as_bytes(), after as i64, limit as i64], |r| {
-            Ok(StoredEnvelope {
-                cursor: r.get::<_, i64>(0)? as u64,
-                bytes: r.get(1)?,
-            })
-        })
+        .query_map(
+            params![
+                team.as_bytes(),
+                after.min(i64::MAX as u64) as i64,
+                limit as i64
+            ],
+            |r| {
+                Ok(StoredEnvelope {
+                    cursor: r.get::<_, i64>(0)? as u64,
+                    bytes: r.get(1)?,
+                })
+            },
+        )
         .map_err(backend)?;
     rows.collect::<Result<_, _>>().map_err(backend)
 }

@@ -1,0 +1,280 @@
+//! Running a team after enrolment: revoking a device, rotating the epoch,
+//! and delivering a new epoch key to every device that reads cases.
+//!
+//! Every operation here is signed against the roster head just fetched
+//! from the relay, and the relay appends a roster operation only at its
+//! current head. Two admins acting at the same time (or offline, then both
+//! coming back) therefore never produce two branches: the second one's
+//! append is refused, its device fetches the new roster and decides again.
+//! For revocation that means: a device already revoked by the other admin
+//! is reported as such and not revoked twice, and if no rotation followed
+//! that revocation yet this device does it. The rule is written out in
+//! `docs/threat-model.md`.
+//!
+//! A rotation stores the new epoch key on this device *before* the relay
+//! learns of the epoch, so a crash after the append never leaves a team
+//! encrypting to a key nobody holds; and the delivery to the other devices
+//! is remembered until it succeeds (retried by the next sync).
+
+use super::client::RelayClient;
+use super::engine::refresh_roster;
+use super::{Env, SyncError};
+use crate::error::RosterError;
+use crate::ids::DeviceId;
+use crate::keys::EpochKey;
+use crate::keys::delivery::KeyEnvelope;
+use crate::roster::{Role, Roster, RosterChange};
+use crate::store::DeviceStore;
+use crate::transport::Transport;
+
+/// How often an operation is signed again after another admin got there
+/// first (or the revoked device uploaded in between).
+const ATTEMPTS: usize = 5;
+/// Meta entry naming an epoch whose key still has to be delivered.
+const PENDING_DELIVERY: &str = "pending_key_delivery";
+
+/// What a rotation did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    /// The new epoch.
+    pub epoch: u32,
+    /// Devices its key was delivered to (besides this one).
+    pub delivered_to: usize,
+}
+
+/// What a revocation did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Revocation {
+    /// The revoked device.
+    pub device: DeviceId,
+    /// The last seq of its log the team accepts.
+    pub last_seq: u64,
+    /// The admin device that signed the revocation (another one if it was
+    /// already revoked).
+    pub revoked_by: DeviceId,
+    /// Whether another admin had revoked it already.
+    pub already_revoked: bool,
+    /// The rotation that followed, if this call made it.
+    pub rotation: Option<Rotation>,
+}
+
+/// Finds a device of the roster by the start of its id or by its label.
+pub fn find_device(
+    roster: &Roster,
+    keyring: &crate::keys::EpochKeyring,
+    which: &str,
+) -> Result<DeviceId, SyncError> {
+    let wanted = which.trim();
+    let lower = wanted.to_lowercase();
+    let matches: Vec<DeviceId> = roster
+        .devices()
+        .filter(|d| {
+            (lower.len() >= 4 && d.entry.id().to_hex().starts_with(&lower))
+                || super::enrol::device_label(&d.entry, keyring)
+                    .is_some_and(|label| label.trim().to_lowercase() == lower)
+        })
+        .map(|d| d.entry.id())
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(SyncError::UnknownDevice(wanted.to_owned())),
+        _ => Err(SyncError::AmbiguousDevice(wanted.to_owned())),
+    }
+}
+
+/// Revokes a device (given by id prefix or label) and rotates the epoch.
+pub fn revoke<T: Transport>(
+    store: &mut DeviceStore,
+    client: &mut RelayClient<T>,
+    env: &mut Env,
+    which: &str,
+) -> Result<Revocation, SyncError> {
+    let me = store.keys().device_id();
+    let mut last_error = None;
+    for _ in 0..ATTEMPTS {
+        let mut roster = require_admin(store, client, env)?;
+        let device = find_device(&roster, &store.epoch_keys()?, which)?;
+        if device == me {
+            return Err(SyncError::RevokeSelf);
+        }
+        let record = roster
+            .device(&device)
+            .ok_or_else(|| SyncError::UnknownDevice(which.to_owned()))?;
+        if let Some(done) = record.revoked {
+            let rotated = roster.current_epoch().started_at > done.at;
+            let revoked_by = roster.ops()[done.at as usize].signer;
+            let rotation = if rotated {
+                None
+            } else {
+                Some(rotate_from(store, client, env, roster)?)
+            };
+            return Ok(Revocation {
+                device,
+                last_seq: done.last_seq,
+                revoked_by,
+                already_revoked: true,
+                rotation,
+            });
+        }
+        let last_seq = client
+            .heads(env, store.keys())?
+            .iter()
+            .find(|h| h.device == device)
+            .map_or(0, |h| h.seq);
+        let op = roster
+            .append(
+                RosterChange::RevokeDevice { device, last_seq },
+                store.keys(),
+            )
+            .map_err(|e| match e {
+                RosterError::LastAdmin { .. } => SyncError::RevokeSelf,
+                other => other.into(),
+            })?
+            .as_bytes()
+            .to_vec();
+        match client.append_roster(env, store.keys(), &op) {
+            Ok(()) => {
+                store.save_roster(&roster)?;
+                let rotation = rotate_from(store, client, env, roster)?;
+                return Ok(Revocation {
+                    device,
+                    last_seq,
+                    revoked_by: me,
+                    already_revoked: false,
+                    rotation: Some(rotation),
+                });
+            }
+            Err(e) if is_race(&e) => last_error = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_error.unwrap_or(SyncError::RelayGarbage("no attempt made".into())))
+}
+
+/// Starts a new epoch and delivers its key to every active reading device.
+pub fn rotate<T: Transport>(
+    store: &mut DeviceStore,
+    client: &mut RelayClient<T>,
+    env: &mut Env,
+) -> Result<Rotation, SyncError> {
+    let roster = require_admin(store, client, env)?;
+    rotate_from(store, client, env, roster)
+}
+
+fn rotate_from<T: Transport>(
+    store: &mut DeviceStore,
+    client: &mut RelayClient<T>,
+    env: &mut Env,
+    mut roster: Roster,
+) -> Result<Rotation, SyncError> {
+    let mut last_error = None;
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            roster = require_admin(store, client, env)?;
+        }
+        let epoch = roster.current_epoch().epoch + 1;
+        let key = EpochKey::generate(epoch);
+        let op = roster
+            .append(
+                RosterChange::RotateEpoch {
+                    epoch,
+                    recipient: key.recipient(),
+                },
+                store.keys(),
+            )?
+            .as_bytes()
+            .to_vec();
+        // Kept before the relay hears of the epoch; a key that never
+        // became the epoch's is replaced when the real one is delivered.
+        store.put_epoch_key(&key)?;
+        store.put_meta(PENDING_DELIVERY, &epoch.to_be_bytes())?;
+        match client.append_roster(env, store.keys(), &op) {
+            Ok(()) => {
+                store.save_roster(&roster)?;
+                let delivered_to = deliver_pending(store, client, env, &roster)?;
+                return Ok(Rotation {
+                    epoch,
+                    delivered_to,
+                });
+            }
+            Err(e) if is_race(&e) => {
+                store.remove_epoch_key(epoch)?;
+                store.remove_meta(PENDING_DELIVERY)?;
+                last_error = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_error.unwrap_or(SyncError::RelayGarbage("no attempt made".into())))
+}
+
+/// Delivers the key of an epoch this device rotated to, if that is still
+/// owed; returns how many devices received it. Called after a rotation and
+/// by every sync of an admin device.
+pub(crate) fn deliver_pending<T: Transport>(
+    store: &mut DeviceStore,
+    client: &mut RelayClient<T>,
+    env: &mut Env,
+    roster: &Roster,
+) -> Result<usize, SyncError> {
+    let Some(pending) = store.meta(PENDING_DELIVERY)? else {
+        return Ok(0);
+    };
+    let epoch = pending
+        .as_slice()
+        .try_into()
+        .map(u32::from_be_bytes)
+        .map_err(|_| crate::store::StoreError::Corrupt("pending delivery unreadable".into()))?;
+    let ring = store.epoch_keys()?;
+    let on_roster = roster.epoch(epoch).map(|e| e.recipient.to_string());
+    let key = ring
+        .get(epoch)
+        .filter(|k| Some(k.recipient().to_string()) == on_roster);
+    let Some(key) = key else {
+        // The rotation never reached the roster: nothing to deliver.
+        store.remove_meta(PENDING_DELIVERY)?;
+        return Ok(0);
+    };
+    let me = store.keys().device_id();
+    let mut deliveries = Vec::new();
+    for device in roster.active_devices() {
+        if device.entry.id() != me && device.entry.role.reads_cases() {
+            deliveries.push(
+                KeyEnvelope::seal(roster.team(), key, &device.entry, store.keys())?
+                    .as_bytes()
+                    .to_vec(),
+            );
+        }
+    }
+    if !deliveries.is_empty() {
+        client.put_keys(env, store.keys(), &deliveries)?;
+    }
+    store.remove_meta(PENDING_DELIVERY)?;
+    Ok(deliveries.len())
+}
+
+/// Refreshes the roster and checks this device is an admin on it.
+pub(crate) fn require_admin<T: Transport>(
+    store: &mut DeviceStore,
+    client: &mut RelayClient<T>,
+    env: &mut Env,
+) -> Result<Roster, SyncError> {
+    let roster = refresh_roster(store, client, env)?;
+    let role = roster
+        .device(&store.keys().device_id())
+        .map(|d| d.entry.role);
+    if role != Some(Role::Admin) {
+        return Err(SyncError::NotPermitted {
+            role: role.map_or("none", Role::name),
+            action: "manage the team (only an admin device can)",
+        });
+    }
+    Ok(roster)
+}
+
+/// Whether the relay refused because someone else changed the roster or
+/// the revoked device's log first: sign again against what is there now.
+fn is_race(e: &SyncError) -> bool {
+    matches!(e, SyncError::Refused { code, .. }
+        if code == "roster_conflict" || code == "revocation_bound")
+}
