@@ -179,6 +179,20 @@ impl Device {
         device
     }
 
+    /// The passphrase, as a test run in-process types it.
+    pub fn passphrase(&self) -> amana_core::keys::keystore::Passphrase {
+        amana_core::keys::keystore::Passphrase::new(format!(
+            "passphrase of {} for tests",
+            self.name
+        ))
+    }
+
+    /// Opens the device store in this process, as an attacker holding the
+    /// passphrase and the directory would.
+    pub fn unlock(&self) -> amana_core::store::DeviceStore {
+        amana_core::store::DeviceStore::unlock(&self.dir, &self.passphrase()).unwrap()
+    }
+
     /// The command with this device's environment.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(binary("amana"));

@@ -251,12 +251,7 @@ fn an_intake_volunteer_submits_and_keeps_nothing_readable() {
 
     // With the volunteer's own keys, no envelope at the relay opens.
     relay.stop();
-    use amana_core::keys::keystore::Passphrase;
-    let store = amana_core::store::DeviceStore::unlock(
-        &volunteer.dir,
-        &Passphrase::new("passphrase of volunteer for tests".into()),
-    )
-    .unwrap();
+    let store = volunteer.unlock();
     let roster = store.roster().unwrap().unwrap();
     let keys = store.epoch_keys().unwrap();
     let relay_store =

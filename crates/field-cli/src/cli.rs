@@ -64,7 +64,7 @@ pub enum RoleArg {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Set up this device: keys and a passphrase.
-    Init(InitArgs),
+    Init(KdfArgs),
     /// Create and manage a team (admin devices).
     #[command(subcommand)]
     Team(TeamCommand),
@@ -91,6 +91,20 @@ pub enum Command {
     Sync,
     /// Show this device, its team and what waits to be synced.
     Status,
+    /// Change this device's passphrase.
+    Passphrase(KdfArgs),
+    /// Set or remove the duress passphrase: typed at any passphrase prompt,
+    /// it wipes this device and answers as if it were a typo.
+    #[command(subcommand)]
+    Duress(DuressCommand),
+    /// Wipe this device after a number of wrong passphrases in a row.
+    Lockout(LockoutArgs),
+    /// Destroy this device's keys and data now (no passphrase needed).
+    Wipe {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Run the whole flow on a throwaway relay and devices (nothing is kept).
     Demo(DemoArgs),
     /// Print shell completions.
@@ -100,13 +114,34 @@ pub enum Command {
     },
 }
 
-/// `amana init`.
+/// The scrypt cost of a new keystore or duress slot.
 #[derive(Debug, Args)]
-pub struct InitArgs {
+pub struct KdfArgs {
     /// scrypt work factor (log2); only for test setups. By default it is
     /// calibrated to about a second on this machine.
     #[arg(long, hide = true, value_parser = clap::value_parser!(u8).range(10..=22))]
     pub kdf_log_n: Option<u8>,
+}
+
+/// `amana duress …`.
+#[derive(Debug, Subcommand)]
+pub enum DuressCommand {
+    /// Choose the duress passphrase.
+    Set(KdfArgs),
+    /// Remove it (the slot stays, sealed to a random passphrase).
+    Off(KdfArgs),
+}
+
+/// `amana lockout`.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct LockoutArgs {
+    /// Wipe after this many wrong passphrases in a row.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(3..=100))]
+    pub wipe_after: Option<u32>,
+    /// Never wipe on wrong passphrases (the default).
+    #[arg(long)]
+    pub off: bool,
 }
 
 /// `amana team …`.
@@ -167,6 +202,11 @@ pub struct IntakeArgs {
     /// Survivor code prefix for a generated code.
     #[arg(long, default_value = "NP-QAY")]
     pub code_prefix: String,
+    /// Seconds without an answer after which the interactive intake is
+    /// discarded and the screen cleared.
+    #[arg(long, env = "AMANA_IDLE_SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..=7200))]
+    pub idle_secs: u64,
 }
 
 /// `amana cases …`.

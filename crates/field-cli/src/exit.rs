@@ -29,7 +29,10 @@ pub struct Alarm(pub String);
 
 fn store_code(e: &StoreError) -> u8 {
     match e {
-        StoreError::Keystore(KeystoreError::WrongPassphrase) => 3,
+        StoreError::Keystore(KeystoreError::WrongPassphrase)
+        | StoreError::WrongPassphraseLimited { .. }
+        | StoreError::LockedOut { .. } => 3,
+        StoreError::DuressIsPassphrase | StoreError::PassphraseIsDuress => 2,
         StoreError::UnknownCase(_)
         | StoreError::NoSuchCase(_)
         | StoreError::AmbiguousCase(_)

@@ -40,6 +40,12 @@ impl Passphrase {
         Self(SecretString::from(text))
     }
 
+    /// A random passphrase nobody knows (for a decoy slot).
+    pub fn random() -> Self {
+        let bytes = Zeroizing::new(crate::random::bytes::<32>());
+        Self::new(hex::encode(&bytes[..]))
+    }
+
     fn secret(&self) -> SecretString {
         use age::secrecy::ExposeSecret;
         SecretString::from(self.0.expose_secret().to_owned())
@@ -102,15 +108,33 @@ pub fn seal(
         put_bytes16(&mut plaintext, identity.expose_secret().as_bytes())
             .map_err(|_| KeystoreError::Encrypt)?;
     }
+    seal_bytes(&plaintext, passphrase, work)
+}
+
+/// Encrypts any secret to a passphrase, the way the keystore is (also used
+/// for the duress slot, which must cost the same to try).
+pub fn seal_bytes(
+    plaintext: &[u8],
+    passphrase: &Passphrase,
+    work: WorkFactor,
+) -> Result<Vec<u8>, KeystoreError> {
     let mut recipient = age::scrypt::Recipient::new(passphrase.secret());
     if let WorkFactor::Fixed(log_n) = work {
         recipient.set_work_factor(log_n.clamp(1, MAX_LOG_N));
     }
-    age::encrypt(&recipient, &plaintext).map_err(|_| KeystoreError::Encrypt)
+    age::encrypt(&recipient, plaintext).map_err(|_| KeystoreError::Encrypt)
 }
 
 /// Decrypts a keystore with `passphrase`.
 pub fn open(file: &[u8], passphrase: &Passphrase) -> Result<DeviceKeys, KeystoreError> {
+    decode(&open_bytes(file, passphrase)?)
+}
+
+/// Decrypts a file made by [`seal_bytes`].
+pub fn open_bytes(
+    file: &[u8],
+    passphrase: &Passphrase,
+) -> Result<Zeroizing<Vec<u8>>, KeystoreError> {
     agefile::check_structure(file, AgeLimits::ONE_RECIPIENT)
         .map_err(|_| KeystoreError::Corrupt("not an age file"))?;
     let decryptor = age::Decryptor::new_buffered(file)
@@ -134,7 +158,7 @@ pub fn open(file: &[u8], passphrase: &Passphrase) -> Result<DeviceKeys, Keystore
     reader
         .read_to_end(&mut plaintext)
         .map_err(|_| KeystoreError::Corrupt("payload does not decrypt"))?;
-    decode(&plaintext)
+    Ok(plaintext)
 }
 
 fn decode(plaintext: &[u8]) -> Result<DeviceKeys, KeystoreError> {

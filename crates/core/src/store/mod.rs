@@ -11,12 +11,14 @@
 //! `synchronous=FULL`, so a call that returns `Ok` is durable.
 
 mod cases;
+pub mod guard;
 mod migrate;
 mod pull;
 pub(crate) mod sealer;
 mod sync_state;
 #[cfg(test)]
 mod tests;
+pub mod wipe;
 
 pub use pull::{PulledPage, Submission};
 pub use sync_state::{OutboxEntry, PeerHead, QuarantinedEnvelope};
@@ -57,6 +59,33 @@ pub enum StoreError {
     /// The keystore could not be opened.
     #[error(transparent)]
     Keystore(#[from] KeystoreError),
+    /// A wrong passphrase, with a limit of attempts set on this device.
+    #[error(
+        "wrong passphrase: try again, checking the keyboard language and caps lock. {remaining} attempt(s) left before this device wipes itself"
+    )]
+    WrongPassphraseLimited {
+        /// Attempts left.
+        remaining: u32,
+    },
+    /// Too many wrong passphrases: the device wiped itself.
+    #[error(
+        "{attempts} wrong passphrases in a row: this device wiped its data as configured{}. Re-enrol it with the office",
+        if *.keys_destroyed { "" } else { " (some key files could not be removed; run `amana wipe`)" }
+    )]
+    LockedOut {
+        /// Failed attempts counted.
+        attempts: u32,
+        /// Whether every key file was destroyed.
+        keys_destroyed: bool,
+    },
+    /// The duress passphrase chosen is the device passphrase.
+    #[error("the duress passphrase must differ from the passphrase; nothing was changed")]
+    DuressIsPassphrase,
+    /// The new passphrase chosen is the duress passphrase.
+    #[error(
+        "that is this device's duress passphrase, which wipes it; choose another. Nothing was changed"
+    )]
+    PassphraseIsDuress,
     /// The database is damaged or does not belong to this keystore.
     #[error(
         "the device store is damaged: {0}. Nothing was changed; restore it from the office (re-enrol and sync)"
@@ -151,14 +180,18 @@ impl DeviceStore {
         }
         create_private_dir(dir)?;
         let sealed_keys = keystore::seal(&keys, passphrase, work)?;
+        let decoy = guard::seal_slot(None, work)?;
         let sealer = Sealer::new(keys.storage_key());
         let mut store = Self::open_db(dir, keys, sealer, true)?;
         store.put_meta("store_check", STORE_CHECK)?;
+        write_atomically(&dir.join(guard::GUARD_FILE), &decoy)?;
         write_atomically(&keystore_path, &sealed_keys)?;
         Ok(store)
     }
 
-    /// Opens the device in `dir` with `passphrase`.
+    /// Opens the device in `dir` with `passphrase`. A wrong passphrase is
+    /// counted, and may wipe the device (the duress passphrase, or the
+    /// configured limit of failures): see [`guard`].
     pub fn unlock(dir: &Path, passphrase: &Passphrase) -> Result<DeviceStore, StoreError> {
         let keystore_bytes = match fs::read(dir.join(KEYSTORE_FILE)) {
             Ok(bytes) => bytes,
@@ -167,7 +200,14 @@ impl DeviceStore {
             }
             Err(e) => return Err(e.into()),
         };
-        let keys = keystore::open(&keystore_bytes, passphrase)?;
+        let keys = match keystore::open(&keystore_bytes, passphrase) {
+            Ok(keys) => keys,
+            Err(KeystoreError::WrongPassphrase) => {
+                return Err(guard::after_wrong_passphrase(dir, passphrase));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        guard::after_unlock(dir)?;
         if !dir.join(DATABASE_FILE).exists() {
             return Err(StoreError::Corrupt("the database file is missing".into()));
         }
@@ -237,10 +277,44 @@ impl DeviceStore {
     }
 
     /// Re-protects the keystore with a new passphrase (the store's data is
-    /// sealed with the storage key inside the keystore, so it stays as is).
+    /// sealed with the storage key inside the keystore, so it stays as is;
+    /// `docs/device-store.md` says why the storage key is not changed).
     pub fn change_passphrase(&self, new: &Passphrase, work: WorkFactor) -> Result<(), StoreError> {
+        if guard::is_duress(&self.dir, new) {
+            return Err(StoreError::PassphraseIsDuress);
+        }
         let sealed = keystore::seal(&self.keys, new, work)?;
         write_atomically(&self.dir.join(KEYSTORE_FILE), &sealed)
+    }
+
+    /// Sets the duress passphrase: typed at the unlock prompt, it wipes the
+    /// device and reports a wrong passphrase. `None` turns it off (the slot
+    /// is sealed to a random passphrase again, so it looks the same).
+    pub fn set_duress(
+        &self,
+        duress: Option<&Passphrase>,
+        work: WorkFactor,
+    ) -> Result<(), StoreError> {
+        if let Some(duress) = duress {
+            let keystore_bytes = fs::read(self.dir.join(KEYSTORE_FILE))?;
+            if keystore::open(&keystore_bytes, duress).is_ok() {
+                return Err(StoreError::DuressIsPassphrase);
+            }
+        }
+        let slot = guard::seal_slot(duress, work)?;
+        write_atomically(&self.dir.join(guard::GUARD_FILE), &slot)
+    }
+
+    /// Sets (or with `None` removes) the number of failed unlocks in a row
+    /// after which the device wipes itself.
+    pub fn set_wipe_after(&self, failures: Option<u32>) -> Result<(), StoreError> {
+        guard::write_lockout(
+            &self.dir,
+            &guard::Lockout {
+                wipe_after: failures,
+                failures: 0,
+            },
+        )
     }
 
     pub(crate) fn put_meta(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError> {
@@ -399,7 +473,7 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
 
 /// Writes `bytes` to `path` so that a crash leaves either the old or the
 /// new file, never a mix: temp file, fsync, rename, fsync the directory.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let tmp = path.with_extension("tmp");
     {
         let mut file = fs::File::create(&tmp)?;

@@ -17,7 +17,7 @@ use crate::passphrase;
 
 /// `amana init`.
 pub fn init(app: &App, kdf_log_n: Option<u8>) -> anyhow::Result<()> {
-    let pass = passphrase::choose()?;
+    let pass = passphrase::choose(passphrase::Choice::First)?;
     let work = kdf_log_n.map_or(WorkFactor::Calibrated, WorkFactor::Fixed);
     let store = DeviceStore::create(&app.data_dir, DeviceKeys::generate(), &pass, work)?;
     let id = store.keys().device_id();

@@ -5,6 +5,8 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
 
 use amana_core::CaseId;
 use amana_core::case::codes::*;
@@ -251,7 +253,7 @@ const QUESTIONS: &[Question] = &[
 pub fn run(app: &App, args: IntakeArgs) -> anyhow::Result<()> {
     let intake = match &args.from_file {
         Some(path) => from_file(path)?,
-        None => ask(app)?,
+        None => ask(app, Duration::from_secs(args.idle_secs))?,
     };
     if let Some(note) = &intake.note {
         warn_pii(app, note);
@@ -304,10 +306,55 @@ fn from_file(path: &Path) -> anyhow::Result<Intake> {
     })
 }
 
-fn ask(app: &App) -> anyhow::Result<Intake> {
-    let stdin = std::io::stdin();
-    let interactive = stdin.is_terminal();
-    let mut lines = stdin.lock();
+/// Answers typed at the terminal, read on a thread of their own so that a
+/// prompt left unanswered can time out.
+struct Answers {
+    lines: mpsc::Receiver<std::io::Result<String>>,
+    idle: Duration,
+}
+
+impl Answers {
+    fn start(idle: Duration) -> Self {
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            let stdin = std::io::stdin();
+            loop {
+                let mut line = String::new();
+                let read = stdin.lock().read_line(&mut line);
+                let end = matches!(read, Ok(0) | Err(_));
+                if send.send(read.map(|_| line)).is_err() || end {
+                    return;
+                }
+            }
+        });
+        Answers { lines, idle }
+    }
+
+    /// The next line; `None` at the end of the input.
+    fn next(&self, interactive: bool) -> anyhow::Result<Option<String>> {
+        match self.lines.recv_timeout(self.idle) {
+            Ok(Ok(line)) if line.is_empty() => Ok(None),
+            Ok(Ok(line)) => Ok(Some(line)),
+            Ok(Err(e)) => Err(e.into()),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Ok(None),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if interactive {
+                    // Clear the screen and its scrollback: the answers
+                    // given so far must not stay readable.
+                    eprint!("\x1b[H\x1b[2J\x1b[3J");
+                }
+                Err(anyhow::anyhow!(
+                    "no answer for {} seconds: the intake was discarded (nothing was saved) and                      the screen cleared. Start again with `amana intake`",
+                    self.idle.as_secs()
+                ))
+            }
+        }
+    }
+}
+
+fn ask(app: &App, idle: Duration) -> anyhow::Result<Intake> {
+    let interactive = std::io::stdin().is_terminal();
+    let lines = Answers::start(idle);
     let mut answers = Map::new();
     let lang = app.lang;
     for q in QUESTIONS {
@@ -329,13 +376,12 @@ fn ask(app: &App) -> anyhow::Result<Intake> {
             }
             eprint!("> ");
             std::io::stderr().flush().ok();
-            let mut line = String::new();
-            if lines.read_line(&mut line)? == 0 {
+            let Some(line) = lines.next(interactive)? else {
                 return Err(Invalid(
                     "the input ended before the intake was complete; nothing was saved".into(),
                 )
                 .into());
-            }
+            };
             match answer(&q.kind, line.trim(), q.path) {
                 Ok(value) => {
                     set(&mut answers, q.path, value);

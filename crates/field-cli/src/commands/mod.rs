@@ -3,6 +3,7 @@
 pub mod cases;
 pub mod device;
 pub mod intake;
+pub mod security;
 pub mod team;
 
 use clap::CommandFactory;
@@ -23,6 +24,10 @@ pub fn run(app: &App, command: Command) -> anyhow::Result<()> {
         Command::Note(NoteCommand::Add { id, staff }) => cases::add_note(app, &id, &staff),
         Command::Sync => device::sync_now(app),
         Command::Status => device::status(app),
+        Command::Passphrase(args) => security::change_passphrase(app, args.kdf_log_n),
+        Command::Duress(command) => security::duress(app, command),
+        Command::Lockout(args) => security::lockout(app, args),
+        Command::Wipe { yes } => security::wipe(app, yes),
         Command::Demo(args) => crate::demo::run(args.keep),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "amana", &mut std::io::stdout());
