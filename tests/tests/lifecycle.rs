@@ -113,7 +113,11 @@ fn a_revoked_device_is_locked_out_and_cannot_read_the_new_epoch() {
     for bytes in deliveries {
         let delivery = KeyEnvelope::parse(bytes).unwrap();
         if delivery.epoch >= 2 {
-            assert!(delivery.open(&roster, b.keys()).is_err());
+            assert!(
+                delivery
+                    .open(&roster, b_id, &b.receiving_keys().unwrap())
+                    .is_err()
+            );
         }
     }
 }

@@ -28,12 +28,22 @@ fn main() {
 
     let admin = DeviceKeys::generate();
     let device = DeviceKeys::generate();
+    // The field device's receiving key (generation 0), kept as a vector so
+    // the golden key envelope can be opened.
+    let device_rx = x25519::Identity::generate();
     let epoch = EpochKey::generate(1);
     let team = TeamId::random();
-    let mut roster = Roster::create(team, &admin, Vec::new(), epoch.recipient()).unwrap();
+    let mut roster = Roster::create(
+        team,
+        &admin,
+        &age::x25519::Identity::generate().to_public(),
+        Vec::new(),
+        epoch.recipient(),
+    )
+    .unwrap();
     let field = DeviceEntry {
         signing_key: device.verifying_key(),
-        recipient: device.recipient(),
+        recipient: device_rx.to_public(),
         role: Role::Field,
         label: age::encrypt(
             &epoch.recipient(),
@@ -50,6 +60,13 @@ fn main() {
         "device.keystore",
         &keystore::seal(&device, &pw, WorkFactor::Fixed(4)).unwrap(),
     );
+    {
+        use age::secrecy::ExposeSecret;
+        write(
+            "device.receiving",
+            device_rx.to_string().expose_secret().as_bytes(),
+        );
+    }
     let mut roster_bytes = Vec::new();
     for op in roster.ops() {
         roster_bytes.extend_from_slice(&(op.as_bytes().len() as u32).to_be_bytes());
@@ -58,7 +75,7 @@ fn main() {
     write("roster.bin", &roster_bytes);
     write(
         "epoch1.keyenv",
-        KeyEnvelope::seal(team, &epoch, &field, &admin)
+        KeyEnvelope::seal(team, &epoch, field.id(), &field.recipient, &admin)
             .unwrap()
             .as_bytes(),
     );

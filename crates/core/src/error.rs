@@ -394,3 +394,27 @@ pub enum KeyEnvelopeError {
     #[error("key envelope is for epoch {0}, which is not on the roster")]
     UnknownEpoch(u32),
 }
+
+/// Why a recipient announcement was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnnouncementError {
+    /// The bytes are malformed.
+    #[error("recipient announcement is malformed: {0}")]
+    Malformed(WireError),
+    /// A format version this build does not know.
+    #[error("recipient announcement version {0} is not supported; update Amana")]
+    UnsupportedVersion(u8),
+    /// The recipient is not an age X25519 recipient.
+    #[error("recipient announcement holds no valid age recipient")]
+    BadRecipient,
+    /// It is for another team.
+    #[error("recipient announcement is for another team")]
+    WrongTeam,
+    /// Its device is not an active device of the roster.
+    #[error("recipient announcement is from {0}, which is not an active device of the team")]
+    UnknownDevice(DeviceId),
+    /// The signature does not verify.
+    #[error("recipient announcement signature is invalid")]
+    BadSignature,
+}

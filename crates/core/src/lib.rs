@@ -38,6 +38,7 @@ pub mod transport;
 mod wire;
 
 pub use error::{
-    AgeFileError, AuthorError, EnvelopeError, IdError, KeyEnvelopeError, RosterError, WireError,
+    AgeFileError, AnnouncementError, AuthorError, EnvelopeError, IdError, KeyEnvelopeError,
+    RosterError, WireError,
 };
 pub use ids::{CaseId, DeviceId, Digest, TeamId};

@@ -8,9 +8,9 @@ use std::path::PathBuf;
 
 use amana_core::envelope::seal::open;
 use amana_core::envelope::{EnvelopeLimits, SealedEnvelope};
-use amana_core::keys::EpochKeyring;
 use amana_core::keys::delivery::KeyEnvelope;
 use amana_core::keys::keystore::{self, Passphrase};
+use amana_core::keys::{EpochKeyring, ReceivingKey};
 use amana_core::roster::Roster;
 use amana_core::{EnvelopeError, KeyEnvelopeError};
 
@@ -25,6 +25,7 @@ struct Vectors {
     roster: Roster,
     keys: EpochKeyring,
     device: amana_core::keys::DeviceKeys,
+    receiving: Vec<ReceivingKey>,
 }
 
 fn load() -> Vectors {
@@ -42,16 +43,22 @@ fn load() -> Vectors {
         rest = &rest[4 + len..];
     }
     let roster = Roster::verify(&ops).expect("golden roster verifies");
-    let key = KeyEnvelope::parse(data("epoch1.keyenv"))
+    let receiving = vec![
+        ReceivingKey::from_secret(0, std::str::from_utf8(&data("device.receiving")).unwrap())
+            .expect("golden receiving key parses"),
+    ];
+    let (key, generation) = KeyEnvelope::parse(data("epoch1.keyenv"))
         .unwrap()
-        .open(&roster, &device)
+        .open(&roster, device.device_id(), &receiving)
         .expect("golden key envelope opens");
+    assert_eq!(generation, 0);
     let mut keys = EpochKeyring::new();
     keys.insert(key);
     Vectors {
         roster,
         keys,
         device,
+        receiving,
     }
 }
 
@@ -121,8 +128,12 @@ fn golden_key_envelope_refuses_another_device() {
     let other = amana_core::keys::DeviceKeys::generate();
     let env = KeyEnvelope::parse(data("epoch1.keyenv")).unwrap();
     assert_eq!(
-        env.open(&v.roster, &other).unwrap_err(),
+        env.open(&v.roster, other.device_id(), &v.receiving)
+            .unwrap_err(),
         KeyEnvelopeError::Misaddressed
     );
-    assert!(env.open(&v.roster, &v.device).is_ok());
+    assert!(
+        env.open(&v.roster, v.device.device_id(), &v.receiving)
+            .is_ok()
+    );
 }

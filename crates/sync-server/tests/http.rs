@@ -159,7 +159,14 @@ fn team() -> Team {
     let admin = DeviceKeys::generate();
     let field = DeviceKeys::generate();
     let epoch = EpochKey::generate(1);
-    let roster = Roster::create(TeamId::random(), &admin, Vec::new(), epoch.recipient()).unwrap();
+    let roster = Roster::create(
+        TeamId::random(),
+        &admin,
+        &amana_core::keys::ReceivingKey::generate(0).recipient(),
+        Vec::new(),
+        epoch.recipient(),
+    )
+    .unwrap();
     Team {
         roster,
         admin,
@@ -176,7 +183,7 @@ impl Team {
     fn add_field_op(&mut self) -> Vec<u8> {
         let entry = DeviceEntry {
             signing_key: self.field.verifying_key(),
-            recipient: self.field.recipient(),
+            recipient: amana_core::keys::ReceivingKey::generate(0).recipient(),
             role: Role::Field,
             label: Vec::new(),
         };

@@ -19,13 +19,19 @@ fn team() -> Team {
     let admin = DeviceKeys::generate();
     let field = DeviceKeys::generate();
     let epoch = EpochKey::generate(1);
-    let mut roster =
-        Roster::create(TeamId::random(), &admin, Vec::new(), epoch.recipient()).unwrap();
+    let mut roster = Roster::create(
+        TeamId::random(),
+        &admin,
+        &amana_core::keys::ReceivingKey::generate(0).recipient(),
+        Vec::new(),
+        epoch.recipient(),
+    )
+    .unwrap();
     roster
         .append(
             RosterChange::AddDevice(DeviceEntry {
                 signing_key: field.verifying_key(),
-                recipient: field.recipient(),
+                recipient: amana_core::keys::ReceivingKey::generate(0).recipient(),
                 role: Role::Field,
                 label: Vec::new(),
             }),

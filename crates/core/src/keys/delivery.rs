@@ -18,7 +18,7 @@ use ed25519_dalek::{Signature, Signer};
 use crate::agefile::{self, AgeLimits};
 use crate::error::KeyEnvelopeError;
 use crate::ids::{DeviceId, TeamId};
-use crate::keys::{DeviceKeys, EpochKey};
+use crate::keys::{DeviceKeys, EpochKey, ReceivingKey};
 use crate::roster::Roster;
 use crate::wire::Reader;
 
@@ -79,23 +79,25 @@ impl KeyEnvelope {
         })
     }
 
-    /// Encrypts `key` to device `to` and signs the delivery as `admin`.
+    /// Encrypts `key` to device `to` at its receiving key `recipient`, and
+    /// signs the delivery as `admin`.
     pub fn seal(
         team: TeamId,
         key: &EpochKey,
-        to: &crate::roster::DeviceEntry,
+        to: DeviceId,
+        recipient: &age::x25519::Recipient,
         admin: &DeviceKeys,
     ) -> Result<Self, KeyEnvelopeError> {
         let mut header = Vec::with_capacity(HEADER_LEN);
         header.push(VERSION);
         header.extend_from_slice(team.as_bytes());
         header.extend_from_slice(&key.epoch().to_be_bytes());
-        header.extend_from_slice(to.id().as_bytes());
+        header.extend_from_slice(to.as_bytes());
         header.extend_from_slice(admin.device_id().as_bytes());
         let mut plaintext = zeroize::Zeroizing::new(header.clone());
         plaintext.extend_from_slice(&key.secret_bytes());
         let body =
-            age::encrypt(&to.recipient, &plaintext).map_err(|_| KeyEnvelopeError::EncryptFailed)?;
+            age::encrypt(recipient, &plaintext).map_err(|_| KeyEnvelopeError::EncryptFailed)?;
         header.extend_from_slice(&(body.len() as u32).to_be_bytes());
         let signature = admin.signing_key().sign(&signed_message(&header, &body));
         let mut bytes = header;
@@ -128,17 +130,28 @@ impl KeyEnvelope {
         .map_err(|_| KeyEnvelopeError::BadSignature)
     }
 
-    /// Verifies the envelope, decrypts it with this device's identity and
-    /// checks the key against the roster.
-    pub fn open(&self, roster: &Roster, device: &DeviceKeys) -> Result<EpochKey, KeyEnvelopeError> {
+    /// Verifies the envelope, decrypts it with one of this device's
+    /// receiving keys and checks the key against the roster. Returns the
+    /// epoch key and the generation of the receiving key that opened it.
+    pub fn open(
+        &self,
+        roster: &Roster,
+        device: DeviceId,
+        receiving: &[ReceivingKey],
+    ) -> Result<(EpochKey, u32), KeyEnvelopeError> {
         self.verify(roster)?;
-        if self.recipient != device.device_id() {
+        if self.recipient != device {
             return Err(KeyEnvelopeError::Misaddressed);
         }
-        let plaintext = zeroize::Zeroizing::new(
-            age::decrypt(device.identity(), self.body())
-                .map_err(|_| KeyEnvelopeError::DecryptFailed)?,
-        );
+        let (plaintext, generation) = receiving
+            .iter()
+            .rev()
+            .find_map(|rx| {
+                age::decrypt(rx.identity(), self.body())
+                    .ok()
+                    .map(|p| (zeroize::Zeroizing::new(p), rx.generation()))
+            })
+            .ok_or(KeyEnvelopeError::DecryptFailed)?;
         if plaintext.len() < ADDRESS_LEN || plaintext[..ADDRESS_LEN] != self.bytes[..ADDRESS_LEN] {
             return Err(KeyEnvelopeError::Misaddressed);
         }
@@ -152,7 +165,7 @@ impl KeyEnvelope {
         if key.recipient() != expected.recipient {
             return Err(KeyEnvelopeError::KeyMismatch(self.epoch));
         }
-        Ok(key)
+        Ok((key, generation))
     }
 
     fn body(&self) -> &[u8] {
@@ -182,83 +195,104 @@ mod tests {
         roster: Roster,
         admin: DeviceKeys,
         field: DeviceKeys,
+        field_rx: Vec<ReceivingKey>,
         epoch1: EpochKey,
-    }
-
-    fn entry(keys: &DeviceKeys, role: Role) -> DeviceEntry {
-        DeviceEntry {
-            signing_key: keys.verifying_key(),
-            recipient: keys.recipient(),
-            role,
-            label: Vec::new(),
-        }
     }
 
     fn team() -> Team {
         let admin = DeviceKeys::generate();
         let field = DeviceKeys::generate();
+        let field_rx = vec![ReceivingKey::generate(0)];
         let epoch1 = EpochKey::generate(1);
-        let mut roster =
-            Roster::create(TeamId::random(), &admin, Vec::new(), epoch1.recipient()).unwrap();
+        let mut roster = Roster::create(
+            TeamId::random(),
+            &admin,
+            &ReceivingKey::generate(0).recipient(),
+            Vec::new(),
+            epoch1.recipient(),
+        )
+        .unwrap();
+        let entry = DeviceEntry {
+            signing_key: field.verifying_key(),
+            recipient: field_rx[0].recipient(),
+            role: Role::Field,
+            label: Vec::new(),
+        };
         roster
-            .append(RosterChange::AddDevice(entry(&field, Role::Field)), &admin)
+            .append(RosterChange::AddDevice(entry), &admin)
             .unwrap();
         Team {
             roster,
             admin,
             field,
+            field_rx,
             epoch1,
+        }
+    }
+
+    impl Team {
+        fn deliver(&self, key: &EpochKey, signer: &DeviceKeys) -> KeyEnvelope {
+            let to = self.field.device_id();
+            KeyEnvelope::seal(
+                self.roster.team(),
+                key,
+                to,
+                &self.field_rx[0].recipient(),
+                signer,
+            )
+            .unwrap()
+        }
+
+        fn open(&self, env: &KeyEnvelope) -> Result<(EpochKey, u32), KeyEnvelopeError> {
+            env.open(&self.roster, self.field.device_id(), &self.field_rx)
         }
     }
 
     #[test]
     fn delivered_key_opens_and_matches_the_roster() {
         let t = team();
-        let to = &t.roster.device(&t.field.device_id()).unwrap().entry;
-        let env = KeyEnvelope::seal(t.roster.team(), &t.epoch1, to, &t.admin).unwrap();
+        let env = t.deliver(&t.epoch1, &t.admin);
         let parsed = KeyEnvelope::parse(env.as_bytes().to_vec()).unwrap();
-        let key = parsed.open(&t.roster, &t.field).unwrap();
+        let (key, generation) = t.open(&parsed).unwrap();
         assert_eq!(key.recipient(), t.epoch1.recipient());
-        // Another device cannot use it.
+        assert_eq!(generation, 0);
+        // Another device cannot use it, nor can other receiving keys.
         assert_eq!(
-            parsed.open(&t.roster, &t.admin).unwrap_err(),
+            parsed
+                .open(&t.roster, t.admin.device_id(), &t.field_rx)
+                .unwrap_err(),
             KeyEnvelopeError::Misaddressed
+        );
+        assert_eq!(
+            parsed
+                .open(&t.roster, t.field.device_id(), &[ReceivingKey::generate(1)])
+                .unwrap_err(),
+            KeyEnvelopeError::DecryptFailed
         );
     }
 
     #[test]
     fn a_substituted_key_is_refused() {
         let t = team();
-        let to = &t.roster.device(&t.field.device_id()).unwrap().entry;
-        let rogue = EpochKey::generate(1);
-        let env = KeyEnvelope::seal(t.roster.team(), &rogue, to, &t.admin).unwrap();
-        assert_eq!(
-            env.open(&t.roster, &t.field).unwrap_err(),
-            KeyEnvelopeError::KeyMismatch(1)
-        );
+        let env = t.deliver(&EpochKey::generate(1), &t.admin);
+        assert_eq!(t.open(&env).unwrap_err(), KeyEnvelopeError::KeyMismatch(1));
     }
 
     #[test]
     fn only_admins_may_deliver() {
         let t = team();
-        let to = &t.roster.device(&t.field.device_id()).unwrap().entry;
-        let env = KeyEnvelope::seal(t.roster.team(), &t.epoch1, to, &t.field).unwrap();
-        assert!(matches!(
-            env.open(&t.roster, &t.field),
-            Err(KeyEnvelopeError::NotAdmin(_))
-        ));
+        let env = t.deliver(&t.epoch1, &t.field);
+        assert!(matches!(t.open(&env), Err(KeyEnvelopeError::NotAdmin(_))));
     }
 
     #[test]
     fn any_flipped_byte_is_rejected() {
         let t = team();
-        let to = &t.roster.device(&t.field.device_id()).unwrap().entry;
-        let env = KeyEnvelope::seal(t.roster.team(), &t.epoch1, to, &t.admin).unwrap();
-        let bytes = env.as_bytes().to_vec();
+        let bytes = t.deliver(&t.epoch1, &t.admin).as_bytes().to_vec();
         for at in 0..bytes.len() {
             let mut m = bytes.clone();
             m[at] ^= 0x04;
-            let result = KeyEnvelope::parse(m).and_then(|e| e.open(&t.roster, &t.field));
+            let result = KeyEnvelope::parse(m).and_then(|e| t.open(&e));
             assert!(result.is_err(), "flip at {at} accepted");
         }
     }
@@ -266,12 +300,8 @@ mod tests {
     #[test]
     fn unknown_epoch_and_truncation() {
         let t = team();
-        let to = &t.roster.device(&t.field.device_id()).unwrap().entry;
-        let env = KeyEnvelope::seal(t.roster.team(), &EpochKey::generate(5), to, &t.admin).unwrap();
-        assert_eq!(
-            env.open(&t.roster, &t.field).unwrap_err(),
-            KeyEnvelopeError::UnknownEpoch(5)
-        );
+        let env = t.deliver(&EpochKey::generate(5), &t.admin);
+        assert_eq!(t.open(&env).unwrap_err(), KeyEnvelopeError::UnknownEpoch(5));
         assert!(matches!(
             KeyEnvelope::parse(env.as_bytes()[..60].to_vec()),
             Err(KeyEnvelopeError::Malformed(_))

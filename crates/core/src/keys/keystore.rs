@@ -7,7 +7,14 @@
 //! device that sets the passphrase. Plaintext layout:
 //!
 //! ```text
-//! "AMANA-KEYSTORE" ‖ version u8 = 1 ‖ Ed25519 seed 32 ‖ storage key 32 ‖ age identity (str16)
+//! "AMANA-KEYSTORE" ‖ version u8 = 2 ‖ Ed25519 seed 32 ‖ storage key 32
+//! ```
+//!
+//! (Version 1 also held the age identity that receives epoch keys; those
+//! identities now rotate and live in the device store, see
+//! [`super::receiving`].)
+//!
+//! ```text
 //! ```
 //!
 //! A wrong passphrase fails when age unwraps the file key and is reported
@@ -18,15 +25,14 @@
 use std::io::Read;
 
 use age::secrecy::SecretString;
-use age::x25519;
 use zeroize::Zeroizing;
 
 use super::{DeviceKeys, STORAGE_KEY_LEN};
 use crate::agefile::{self, AgeLimits};
-use crate::wire::{Reader, put_bytes16};
+use crate::wire::Reader;
 
 const MAGIC: &[u8] = b"AMANA-KEYSTORE";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 /// Largest scrypt work factor accepted when unlocking (2^22: a few seconds
 /// and 4 GiB at most; refuses files crafted to exhaust the device).
 const MAX_LOG_N: u8 = 22;
@@ -102,12 +108,6 @@ pub fn seal(
     plaintext.push(VERSION);
     plaintext.extend_from_slice(&keys.signing_key().to_bytes());
     plaintext.extend_from_slice(keys.storage_key());
-    {
-        use age::secrecy::ExposeSecret;
-        let identity = keys.identity().to_string();
-        put_bytes16(&mut plaintext, identity.expose_secret().as_bytes())
-            .map_err(|_| KeystoreError::Encrypt)?;
-    }
     seal_bytes(&plaintext, passphrase, work)
 }
 
@@ -173,12 +173,8 @@ fn decode(plaintext: &[u8]) -> Result<DeviceKeys, KeystoreError> {
     }
     let seed = Zeroizing::new(r.array::<32>().map_err(corrupt)?);
     let storage = Zeroizing::new(r.array::<STORAGE_KEY_LEN>().map_err(corrupt)?);
-    let identity_text = r.str16().map_err(corrupt)?;
     r.finish().map_err(corrupt)?;
-    let identity: x25519::Identity = identity_text
-        .parse()
-        .map_err(|_| KeystoreError::Corrupt("invalid age identity"))?;
-    Ok(DeviceKeys::from_parts(&seed, identity, &storage))
+    Ok(DeviceKeys::from_parts(&seed, &storage))
 }
 
 #[cfg(test)]
@@ -197,7 +193,6 @@ mod tests {
         let file = seal(&keys, &pass("correct horse"), TEST_WORK).unwrap();
         let back = open(&file, &pass("correct horse")).unwrap();
         assert_eq!(back.device_id(), keys.device_id());
-        assert_eq!(back.recipient(), keys.recipient());
         assert_eq!(back.storage_key(), keys.storage_key());
     }
 
@@ -242,7 +237,7 @@ mod tests {
 
     #[test]
     fn refuses_files_not_made_with_a_passphrase() {
-        let other = x25519::Identity::generate();
+        let other = age::x25519::Identity::generate();
         let file = age::encrypt(&other.to_public(), b"x").unwrap();
         assert!(matches!(
             open(&file, &pass("p")),

@@ -1,21 +1,25 @@
 //! Device identities and team epoch keys.
 //!
 //! A device holds an Ed25519 signing key (its identity; the device id is
-//! derived from the public half), an age X25519 identity that receives epoch
-//! keys, and a random storage key that protects its device store. None of
-//! these types is `Clone`, none prints its secret in `Debug`, and all of them
-//! zeroize their secret bytes when dropped.
+//! derived from the public half) and a random storage key that protects its
+//! device store, both in the keystore; and short-lived age X25519
+//! identities that receive epoch keys ([`receiving`]), in the device store.
+//! None of these types is `Clone`, none prints its secret in `Debug`, and
+//! all of them zeroize their secret bytes when dropped.
 
+pub mod announce;
 pub mod delivery;
 mod epoch;
 #[cfg(feature = "client")]
 pub mod keystore;
 
+pub mod receiving;
+
 pub use epoch::{EpochKey, EpochKeyring};
+pub use receiving::ReceivingKey;
 
 use std::fmt;
 
-use age::x25519;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use zeroize::Zeroizing;
 
@@ -27,7 +31,6 @@ pub const STORAGE_KEY_LEN: usize = 32;
 /// The secret keys of one device.
 pub struct DeviceKeys {
     signing: SigningKey,
-    identity: x25519::Identity,
     storage_key: Zeroizing<[u8; STORAGE_KEY_LEN]>,
 }
 
@@ -37,21 +40,15 @@ impl DeviceKeys {
         let seed = Zeroizing::new(crate::random::bytes::<32>());
         Self {
             signing: SigningKey::from_bytes(&seed),
-            identity: x25519::Identity::generate(),
             storage_key: Zeroizing::new(crate::random::bytes()),
         }
     }
 
     /// Rebuilds a device identity from its parts (used by the keystore).
     #[cfg(feature = "client")]
-    pub(crate) fn from_parts(
-        signing_seed: &[u8; 32],
-        identity: x25519::Identity,
-        storage_key: &[u8; STORAGE_KEY_LEN],
-    ) -> Self {
+    pub(crate) fn from_parts(signing_seed: &[u8; 32], storage_key: &[u8; STORAGE_KEY_LEN]) -> Self {
         Self {
             signing: SigningKey::from_bytes(signing_seed),
-            identity,
             storage_key: Zeroizing::new(*storage_key),
         }
     }
@@ -66,17 +63,8 @@ impl DeviceKeys {
         self.signing.verifying_key()
     }
 
-    /// The age recipient that epoch keys are encrypted to.
-    pub fn recipient(&self) -> x25519::Recipient {
-        self.identity.to_public()
-    }
-
     pub(crate) fn signing_key(&self) -> &SigningKey {
         &self.signing
-    }
-
-    pub(crate) fn identity(&self) -> &x25519::Identity {
-        &self.identity
     }
 
     #[cfg_attr(not(feature = "client"), allow(dead_code))]
@@ -102,7 +90,6 @@ mod tests {
         let keys = DeviceKeys::generate();
         let shown = format!("{keys:?}");
         assert!(shown.contains(&keys.device_id().to_hex()));
-        assert!(!shown.contains("AGE-SECRET-KEY"));
         assert!(!shown.contains(&hex::encode(keys.signing.to_bytes())));
     }
 

@@ -146,13 +146,14 @@ impl Roster {
     pub fn create(
         team: TeamId,
         admin: &DeviceKeys,
+        admin_recipient: &x25519::Recipient,
         admin_label: Vec<u8>,
         epoch_recipient: x25519::Recipient,
     ) -> Result<Roster, RosterError> {
         let change = RosterChange::Genesis {
             admin: DeviceEntry {
                 signing_key: admin.verifying_key(),
-                recipient: admin.recipient(),
+                recipient: admin_recipient.clone(),
                 role: Role::Admin,
                 label: admin_label,
             },

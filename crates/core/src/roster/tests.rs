@@ -14,7 +14,7 @@ struct Team {
 fn entry(keys: &DeviceKeys, role: Role) -> DeviceEntry {
     DeviceEntry {
         signing_key: keys.verifying_key(),
-        recipient: keys.recipient(),
+        recipient: age::x25519::Identity::generate().to_public(),
         role,
         label: Vec::new(),
     }
@@ -24,8 +24,14 @@ fn team() -> Team {
     let admin = DeviceKeys::generate();
     let field = DeviceKeys::generate();
     let epoch1 = EpochKey::generate(1);
-    let mut roster =
-        Roster::create(TeamId::random(), &admin, Vec::new(), epoch1.recipient()).unwrap();
+    let mut roster = Roster::create(
+        TeamId::random(),
+        &admin,
+        &age::x25519::Identity::generate().to_public(),
+        Vec::new(),
+        epoch1.recipient(),
+    )
+    .unwrap();
     roster
         .append(RosterChange::AddDevice(entry(&field, Role::Field)), &admin)
         .unwrap();
@@ -148,6 +154,7 @@ fn non_admin_signers_are_rejected() {
     let mut roster = Roster::create(
         TeamId::random(),
         &admin,
+        &age::x25519::Identity::generate().to_public(),
         Vec::new(),
         EpochKey::generate(1).recipient(),
     )
@@ -241,6 +248,7 @@ fn revoked_admin_can_no_longer_sign() {
     let mut roster = Roster::create(
         TeamId::random(),
         &admin,
+        &age::x25519::Identity::generate().to_public(),
         Vec::new(),
         EpochKey::generate(1).recipient(),
     )

@@ -9,6 +9,7 @@ use super::StoreError;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/device/0001_init.sql"),
     include_str!("../../migrations/device/0002_submissions.sql"),
+    include_str!("../../migrations/device/0003_lifecycle.sql"),
 ];
 
 /// Brings the schema up to date.

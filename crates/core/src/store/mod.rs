@@ -14,6 +14,7 @@ mod cases;
 pub mod guard;
 mod migrate;
 mod pull;
+mod receiving;
 pub(crate) mod sealer;
 mod sync_state;
 #[cfg(test)]
@@ -184,6 +185,7 @@ impl DeviceStore {
         let sealer = Sealer::new(keys.storage_key());
         let mut store = Self::open_db(dir, keys, sealer, true)?;
         store.put_meta("store_check", STORE_CHECK)?;
+        store.add_receiving_key(&crate::keys::ReceivingKey::generate(0))?;
         write_atomically(&dir.join(guard::GUARD_FILE), &decoy)?;
         write_atomically(&keystore_path, &sealed_keys)?;
         Ok(store)

@@ -240,9 +240,15 @@ pub(crate) fn deliver_pending<T: Transport>(
     for device in roster.active_devices() {
         if device.entry.id() != me && device.entry.role.reads_cases() {
             deliveries.push(
-                KeyEnvelope::seal(roster.team(), key, &device.entry, store.keys())?
-                    .as_bytes()
-                    .to_vec(),
+                KeyEnvelope::seal(
+                    roster.team(),
+                    key,
+                    device.entry.id(),
+                    &device.entry.recipient,
+                    store.keys(),
+                )?
+                .as_bytes()
+                .to_vec(),
             );
         }
     }

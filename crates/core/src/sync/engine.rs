@@ -136,12 +136,17 @@ pub(crate) fn refresh_roster<T: Transport>(
 ) -> Result<Roster, SyncError> {
     let membership = store.membership()?.ok_or(StoreError::NotMember)?;
     let held = store.roster()?;
-    let awaiting = |store: &DeviceStore| SyncError::AwaitingApproval {
-        safety_number: safety_number(
-            membership.team,
-            &store.keys().verifying_key(),
-            &store.keys().recipient().to_string(),
-        ),
+    let awaiting = |store: &DeviceStore| -> SyncError {
+        match store.current_receiving_key() {
+            Ok(rx) => SyncError::AwaitingApproval {
+                safety_number: safety_number(
+                    membership.team,
+                    &store.keys().verifying_key(),
+                    &rx.recipient().to_string(),
+                ),
+            },
+            Err(e) => e.into(),
+        }
     };
     let ops = match client.roster(env, store.keys()) {
         Err(SyncError::Refused { code, .. }) if code == "not_a_team_device" && held.is_none() => {
@@ -190,6 +195,8 @@ fn collect_keys<T: Transport>(
     roster: &Roster,
 ) -> Result<usize, SyncError> {
     let held = store.epoch_keys()?;
+    let receiving = store.receiving_keys()?;
+    let me = store.keys().device_id();
     let mut received = 0;
     for bytes in client.keys(env, store.keys())? {
         let delivery = KeyEnvelope::parse(bytes)?;
@@ -205,8 +212,9 @@ fn collect_keys<T: Transport>(
         {
             continue;
         }
-        let key = delivery.open(roster, store.keys())?;
+        let (key, generation) = delivery.open(roster, me, &receiving)?;
         store.put_epoch_key(&key)?;
+        store.mark_receiving_key_used(generation)?;
         received += 1;
     }
     Ok(received)

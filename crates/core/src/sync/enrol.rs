@@ -186,7 +186,14 @@ pub fn create_team<T: Transport>(
     let team = TeamId::random();
     let epoch = EpochKey::generate(1);
     let sealed_label = seal_label(label, &epoch.recipient())?;
-    let roster = Roster::create(team, store.keys(), sealed_label, epoch.recipient())?;
+    let recipient = store.current_receiving_key()?.recipient();
+    let roster = Roster::create(
+        team,
+        store.keys(),
+        &recipient,
+        sealed_label,
+        epoch.recipient(),
+    )?;
     let mut client = RelayClient::new(transport, team);
     let relay_key = client.create_team(roster.ops()[0].as_bytes())?;
     store.put_epoch_key(&epoch)?;
@@ -248,8 +255,8 @@ pub fn join<T: Transport>(
     if store.membership()?.is_some() {
         return Err(SyncError::AlreadyMember);
     }
+    let recipient = store.current_receiving_key()?.recipient().to_string();
     let keys = store.keys();
-    let recipient = keys.recipient().to_string();
     let signing_key = keys.verifying_key();
     let message = join_message(code.team, invite_id(&code.secret), &signing_key, &recipient);
     let proof = keys.signing_key().sign(&message).to_bytes();
@@ -355,9 +362,15 @@ pub fn deliver_keys<T: Transport>(
     for epoch in ring.epochs() {
         let key = ring.get(epoch).expect("listed epoch");
         deliveries.push(
-            KeyEnvelope::seal(roster.team(), key, entry, store.keys())?
-                .as_bytes()
-                .to_vec(),
+            KeyEnvelope::seal(
+                roster.team(),
+                key,
+                entry.id(),
+                &entry.recipient,
+                store.keys(),
+            )?
+            .as_bytes()
+            .to_vec(),
         );
     }
     if deliveries.is_empty() {

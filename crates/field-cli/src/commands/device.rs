@@ -173,7 +173,7 @@ pub fn status(app: &App) -> anyhow::Result<()> {
         (Some(m), false) => Some(amana_core::invite::safety_number(
             m.team,
             &store.keys().verifying_key(),
-            &store.keys().recipient().to_string(),
+            &store.current_receiving_key()?.recipient().to_string(),
         )),
         _ => None,
     };

@@ -1,0 +1,96 @@
+//! The device's receiving keys (see [`crate::keys::receiving`]): stored
+//! sealed, one row per generation, destroyed once a newer generation has
+//! been announced.
+
+use rusqlite::params;
+
+use super::{DeviceStore, StoreError};
+use crate::keys::ReceivingKey;
+
+/// Meta entry: the newest generation the relay has accepted an
+/// announcement for.
+const ANNOUNCED: &str = "announced_generation";
+
+impl DeviceStore {
+    /// Stores a receiving key.
+    pub fn add_receiving_key(&mut self, key: &ReceivingKey) -> Result<(), StoreError> {
+        let row = key.generation().to_be_bytes();
+        let sealed = self
+            .sealer
+            .seal("receiving_keys", &row, &key.secret_bytes());
+        self.conn.execute(
+            "INSERT INTO receiving_keys (generation, key_sealed) VALUES (?1, ?2)",
+            params![key.generation(), sealed],
+        )?;
+        Ok(())
+    }
+
+    /// Every receiving key held, oldest generation first.
+    pub fn receiving_keys(&self) -> Result<Vec<ReceivingKey>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT generation, key_sealed FROM receiving_keys ORDER BY generation")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+        let mut keys = Vec::new();
+        for row in rows {
+            let (generation, sealed) = row?;
+            let secret = self
+                .sealer
+                .open("receiving_keys", &generation.to_be_bytes(), &sealed)?;
+            keys.push(
+                std::str::from_utf8(&secret)
+                    .ok()
+                    .and_then(|s| ReceivingKey::from_secret(generation, s))
+                    .ok_or_else(|| StoreError::Corrupt("a receiving key is unreadable".into()))?,
+            );
+        }
+        Ok(keys)
+    }
+
+    /// The newest receiving key: where the team should send epoch keys.
+    pub fn current_receiving_key(&self) -> Result<ReceivingKey, StoreError> {
+        self.receiving_keys()?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("the device holds no receiving key".into()))
+    }
+
+    /// Marks a generation as having opened a delivered key.
+    pub fn mark_receiving_key_used(&mut self, generation: u32) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE receiving_keys SET used = 1 WHERE generation = ?1",
+            [generation],
+        )?;
+        Ok(())
+    }
+
+    /// Whether the newest generation has opened a delivered key (so a
+    /// fresh one is due).
+    pub fn current_receiving_key_used(&self) -> Result<bool, StoreError> {
+        let used: Option<i64> = self.conn.query_row(
+            "SELECT used FROM receiving_keys ORDER BY generation DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(used == Some(1))
+    }
+
+    /// Destroys every receiving key older than `generation`.
+    pub fn destroy_receiving_keys_below(&mut self, generation: u32) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "DELETE FROM receiving_keys WHERE generation < ?1",
+            [generation],
+        )?)
+    }
+
+    /// The newest generation whose announcement the relay accepted.
+    pub fn announced_generation(&self) -> Result<Option<u32>, StoreError> {
+        Ok(self
+            .meta(ANNOUNCED)?
+            .and_then(|v| v.as_slice().try_into().ok().map(u32::from_be_bytes)))
+    }
+
+    /// Records that the relay accepted the announcement of `generation`.
+    pub fn set_announced_generation(&mut self, generation: u32) -> Result<(), StoreError> {
+        self.put_meta(ANNOUNCED, &generation.to_be_bytes())
+    }
+}
