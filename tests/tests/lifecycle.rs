@@ -227,3 +227,67 @@ fn rotation_on_demand_reaches_every_reader_and_intake_devices_follow() {
         .collect();
     assert_eq!(epochs, vec![2], "the intake device sealed to the new epoch");
 }
+
+#[test]
+fn receiving_keys_are_replaced_once_used_so_old_deliveries_never_open_again() {
+    let (mut w, mut office) = World::new();
+    let mut field = w.enrol(&mut office, "field-a", Role::Field);
+    let mut volunteer = w.enrol(&mut office, "cpt-1", Role::Intake);
+    let generations = |s: &DeviceStore| -> Vec<u32> {
+        s.receiving_keys()
+            .unwrap()
+            .iter()
+            .map(|k| k.generation())
+            .collect()
+    };
+    assert_eq!(generations(&field), vec![0]);
+    w.sync(&mut field).unwrap();
+    w.sync(&mut volunteer).unwrap();
+    // Generation 0 opened the first delivery: replaced by 1, announced.
+    assert_eq!(generations(&field), vec![1]);
+    assert_eq!(
+        generations(&volunteer),
+        vec![0],
+        "an intake device gets no keys"
+    );
+    let announced = w.relay.store().announcements(w.team).unwrap();
+    assert_eq!(announced.len(), 1);
+    let first = amana_core::keys::announce::Announcement::parse(announced[0].clone()).unwrap();
+    assert_eq!((first.generation, first.have_epoch), (1, 1));
+
+    // Each rotation goes to the newest announced key and replaces it.
+    for epoch in [2, 3] {
+        let mut env = w.env();
+        let mut client = RelayClient::new(&mut w.relay, w.team);
+        admin::rotate(&mut office, &mut client, &mut env).unwrap();
+        w.sync(&mut field).unwrap();
+        assert!(field.epoch_keys().unwrap().get(epoch).is_some());
+    }
+    assert_eq!(generations(&field), vec![3]);
+    w.sync(&mut office).unwrap();
+
+    // Every delivery ever stored for the field device, as an old copy of
+    // the relay would hold them: none opens with what it holds now.
+    let roster = office.roster().unwrap().unwrap();
+    let field_id = field.keys().device_id();
+    let held = field.receiving_keys().unwrap();
+    let deliveries = w.relay.store().key_envelopes(w.team, field_id).unwrap();
+    assert_eq!(deliveries.len(), 3);
+    for bytes in deliveries {
+        let delivery = KeyEnvelope::parse(bytes).unwrap();
+        assert_eq!(
+            delivery.open(&roster, field_id, &held).unwrap_err(),
+            amana_core::KeyEnvelopeError::DecryptFailed,
+            "epoch {}",
+            delivery.epoch
+        );
+    }
+    // A device joining now still gets every key, at its generation 0.
+    let mut late = w.enrol(&mut office, "field-late", Role::Field);
+    w.sync(&mut late).unwrap();
+    assert_eq!(
+        late.epoch_keys().unwrap().epochs().collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(generations(&late), vec![1]);
+}

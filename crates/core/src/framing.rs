@@ -22,6 +22,10 @@ pub const PAGE: &str = "application/vnd.amana.page";
 pub const ROSTER_OP: &str = "application/vnd.amana.roster-op";
 /// Media type of a list of key envelopes.
 pub const KEYS: &str = "application/vnd.amana.keys";
+/// One signed recipient announcement.
+pub const RECIPIENT: &str = "application/vnd.amana.recipient";
+/// Framed recipient announcements, one per device.
+pub const RECIPIENTS: &str = "application/vnd.amana.recipients";
 
 /// Why a framed body was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

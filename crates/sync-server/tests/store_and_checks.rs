@@ -6,7 +6,9 @@ use amana_core::keys::{DeviceKeys, EpochKey};
 use amana_core::roster::{DeviceEntry, Role, Roster, RosterChange};
 use amana_core::{AuthorError, CaseId, Digest, EnvelopeError, TeamId};
 use amana_sync_server::ingest::{self, IngestError};
-use amana_sync_server::store::{Appended, RelayStore, RevocationBound, SqliteStore, StoreError};
+use amana_sync_server::store::{
+    Appended, RelayStore, RevocationBound, RosterEffect, SqliteStore, StoreError,
+};
 
 struct Team {
     roster: Roster,
@@ -87,7 +89,7 @@ fn store_with(t: &Team) -> SqliteStore {
         .unwrap();
     for op in &ops[1..] {
         store
-            .append_roster_op(t.roster.team(), op.index, op.as_bytes(), None)
+            .append_roster_op(t.roster.team(), op.index, op.as_bytes(), RosterEffect::None)
             .unwrap();
     }
     store
@@ -110,7 +112,7 @@ fn teams_and_rosters() {
     let stored = store.roster(team_id).unwrap();
     assert_eq!(Roster::verify(&stored).unwrap().head(), t.roster.head());
     assert!(matches!(
-        store.append_roster_op(team_id, 1, b"late", None),
+        store.append_roster_op(team_id, 1, b"late", RosterEffect::None),
         Err(StoreError::RosterConflict {
             expected: 2,
             found: 1
@@ -362,7 +364,7 @@ fn revocation_bound_must_equal_the_stored_head_and_then_holds() {
             .clone()
     };
     let bound = |last_seq| {
-        Some(RevocationBound {
+        RosterEffect::Revokes(RevocationBound {
             device: t.field.device_id(),
             last_seq,
         })

@@ -127,6 +127,8 @@ pub struct EpochRecord {
     pub recipient: x25519::Recipient,
     /// Index of the operation that started it.
     pub started_at: u64,
+    /// Whether it retired every older epoch.
+    pub forgets_older: bool,
 }
 
 /// A verified roster: the state after applying every operation of the chain.
@@ -222,6 +224,7 @@ impl Roster {
             epoch: 1,
             recipient: epoch_recipient.clone(),
             started_at: 0,
+            forgets_older: false,
         }];
         let hash = op.hash();
         Ok(Roster {
@@ -356,11 +359,16 @@ impl Roster {
                     });
                 }
             }
-            RosterChange::RotateEpoch { epoch, recipient } => {
+            RosterChange::RotateEpoch {
+                epoch,
+                recipient,
+                forget,
+            } => {
                 self.epochs.push(EpochRecord {
                     epoch: *epoch,
                     recipient: recipient.clone(),
                     started_at: index,
+                    forgets_older: *forget,
                 });
             }
         }
@@ -422,6 +430,17 @@ impl Roster {
         self.epochs
             .last()
             .unwrap_or_else(|| unreachable!("a verified roster has epoch 1"))
+    }
+
+    /// Epochs below this one are retired: a later rotation forgot them, so
+    /// no device keeps their keys once it has applied the snapshot that
+    /// followed. 1 if nothing was ever forgotten.
+    pub fn retired_below(&self) -> u32 {
+        self.epochs
+            .iter()
+            .rev()
+            .find(|e| e.forgets_older)
+            .map_or(1, |e| e.epoch)
     }
 
     /// A given epoch.

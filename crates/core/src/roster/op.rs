@@ -11,6 +11,10 @@
 //! - add device (2): device entry
 //! - revoke device (3): device id 16 ‖ last accepted seq u64
 //! - rotate epoch (4): new epoch u32 ‖ recipient (str16)
+//! - rotate epoch and forget the older ones (5): same body as 4. Every
+//!   device destroys the keys of older epochs once it has applied the
+//!   snapshot that the same admin publishes under the new epoch (this is
+//!   how a case is shredded; see `docs/threat-model.md`).
 //!
 //! Device entry: Ed25519 public key 32 ‖ role u8 ‖ age recipient (str16) ‖ label (bytes16).
 
@@ -79,6 +83,9 @@ pub enum RosterChange {
         epoch: u32,
         /// Its recipient.
         recipient: x25519::Recipient,
+        /// Whether every older epoch is retired: its keys destroyed on
+        /// every device once the snapshot under this epoch is applied.
+        forget: bool,
     },
 }
 
@@ -88,7 +95,8 @@ impl RosterChange {
             RosterChange::Genesis { .. } => 1,
             RosterChange::AddDevice(_) => 2,
             RosterChange::RevokeDevice { .. } => 3,
-            RosterChange::RotateEpoch { .. } => 4,
+            RosterChange::RotateEpoch { forget: false, .. } => 4,
+            RosterChange::RotateEpoch { forget: true, .. } => 5,
         }
     }
 }
@@ -237,7 +245,9 @@ fn encode_body(change: &RosterChange) -> Result<Vec<u8>, WireError> {
             out.extend_from_slice(device.as_bytes());
             out.extend_from_slice(&last_seq.to_be_bytes());
         }
-        RosterChange::RotateEpoch { epoch, recipient } => {
+        RosterChange::RotateEpoch {
+            epoch, recipient, ..
+        } => {
             out.extend_from_slice(&epoch.to_be_bytes());
             put_bytes16(&mut out, recipient.to_string().as_bytes())?;
         }
@@ -292,9 +302,10 @@ fn decode_body(kind: u8, body: &[u8], index: u64) -> Result<RosterChange, Roster
             device: DeviceId::from_bytes(r.array().map_err(malformed)?),
             last_seq: r.u64().map_err(malformed)?,
         },
-        4 => RosterChange::RotateEpoch {
+        4 | 5 => RosterChange::RotateEpoch {
             epoch: r.u32().map_err(malformed)?,
             recipient: decode_recipient(&mut r, index)?,
+            forget: kind == 5,
         },
         other => return Err(RosterError::UnknownKind { index, kind: other }),
     };

@@ -40,6 +40,7 @@ fn team() -> Team {
             RosterChange::RotateEpoch {
                 epoch: 2,
                 recipient: EpochKey::generate(2).recipient(),
+                forget: false,
             },
             &admin,
         )
@@ -175,6 +176,7 @@ fn non_admin_signers_are_rejected() {
             RosterChange::RotateEpoch {
                 epoch: 2,
                 recipient: EpochKey::generate(2).recipient(),
+                forget: false,
             },
             &DeviceKeys::generate(),
         )
@@ -227,7 +229,8 @@ fn unknown_duplicate_and_revoked_devices() {
         t.roster.append(
             RosterChange::RotateEpoch {
                 epoch: 9,
-                recipient: EpochKey::generate(9).recipient()
+                recipient: EpochKey::generate(9).recipient(),
+                forget: false,
             },
             &t.admin
         ),
@@ -388,4 +391,30 @@ fn every_byte_position_is_protected() {
             );
         }
     }
+}
+
+#[test]
+fn a_forgetting_rotation_round_trips_and_retires_older_epochs() {
+    let t = team();
+    let mut roster = t.roster;
+    assert_eq!(roster.retired_below(), 1);
+    let base = roster.current_epoch().epoch;
+    for (epoch, forget) in [(base + 1, false), (base + 2, true), (base + 3, false)] {
+        roster
+            .append(
+                RosterChange::RotateEpoch {
+                    epoch,
+                    recipient: EpochKey::generate(epoch).recipient(),
+                    forget,
+                },
+                &t.admin,
+            )
+            .unwrap();
+    }
+    assert_eq!(roster.retired_below(), base + 2);
+    let ops: Vec<Vec<u8>> = roster.ops().iter().map(|o| o.as_bytes().to_vec()).collect();
+    let again = Roster::verify(&ops).unwrap();
+    assert_eq!(again.retired_below(), base + 2);
+    assert!(again.epoch(base + 2).unwrap().forgets_older);
+    assert!(!again.epoch(base + 3).unwrap().forgets_older);
 }

@@ -22,6 +22,7 @@ mod tests;
 pub mod wipe;
 
 pub use pull::{PulledPage, Submission};
+pub use receiving::Delivered;
 pub use sync_state::{OutboxEntry, PeerHead, QuarantinedEnvelope};
 
 use std::fs;

@@ -2,14 +2,30 @@
 //! sealed, one row per generation, destroyed once a newer generation has
 //! been announced.
 
+use std::collections::BTreeMap;
+
 use rusqlite::params;
+use serde::{Deserialize, Serialize};
 
 use super::{DeviceStore, StoreError};
+use crate::ids::DeviceId;
 use crate::keys::ReceivingKey;
 
 /// Meta entry: the newest generation the relay has accepted an
 /// announcement for.
 const ANNOUNCED: &str = "announced_generation";
+/// Meta entry (admins): what was delivered to which receiving key.
+const DELIVERIES: &str = "deliveries";
+
+/// The newest epoch key an admin delivered to a device, and to which
+/// generation of its receiving key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivered {
+    /// Generation of the receiving key it went to.
+    pub generation: u32,
+    /// The newest epoch delivered to it.
+    pub epoch: u32,
+}
 
 impl DeviceStore {
     /// Stores a receiving key.
@@ -92,5 +108,33 @@ impl DeviceStore {
     /// Records that the relay accepted the announcement of `generation`.
     pub fn set_announced_generation(&mut self, generation: u32) -> Result<(), StoreError> {
         self.put_meta(ANNOUNCED, &generation.to_be_bytes())
+    }
+
+    /// What this admin delivered, per device.
+    pub fn deliveries(&self) -> Result<BTreeMap<DeviceId, Delivered>, StoreError> {
+        let Some(json) = self.meta(DELIVERIES)? else {
+            return Ok(BTreeMap::new());
+        };
+        let by_hex: BTreeMap<String, Delivered> = serde_json::from_slice(&json)
+            .map_err(|_| StoreError::Corrupt("the delivery record is unreadable".into()))?;
+        by_hex
+            .into_iter()
+            .map(|(hex, d)| {
+                hex.parse::<DeviceId>()
+                    .map(|id| (id, d))
+                    .map_err(|_| StoreError::Corrupt("the delivery record is unreadable".into()))
+            })
+            .collect()
+    }
+
+    /// Replaces the record of deliveries.
+    pub fn set_deliveries(
+        &mut self,
+        deliveries: &BTreeMap<DeviceId, Delivered>,
+    ) -> Result<(), StoreError> {
+        let by_hex: BTreeMap<String, Delivered> =
+            deliveries.iter().map(|(id, d)| (id.to_hex(), *d)).collect();
+        let json = serde_json::to_vec(&by_hex).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.put_meta(DELIVERIES, &json)
     }
 }

@@ -16,15 +16,18 @@
 //! encrypting to a key nobody holds; and the delivery to the other devices
 //! is remembered until it succeeds (retried by the next sync).
 
+use std::collections::BTreeMap;
+
 use super::client::RelayClient;
 use super::engine::refresh_roster;
 use super::{Env, SyncError};
-use crate::error::RosterError;
+use crate::error::{AnnouncementError, RosterError};
 use crate::ids::DeviceId;
 use crate::keys::EpochKey;
+use crate::keys::announce::Announcement;
 use crate::keys::delivery::KeyEnvelope;
 use crate::roster::{Role, Roster, RosterChange};
-use crate::store::DeviceStore;
+use crate::store::{Delivered, DeviceStore};
 use crate::transport::Transport;
 
 /// How often an operation is signed again after another admin got there
@@ -38,7 +41,8 @@ const PENDING_DELIVERY: &str = "pending_key_delivery";
 pub struct Rotation {
     /// The new epoch.
     pub epoch: u32,
-    /// Devices its key was delivered to (besides this one).
+    /// Key envelopes delivered with it: one per other reading device (more
+    /// if a device was also owed a key it missed).
     pub delivered_to: usize,
 }
 
@@ -106,7 +110,7 @@ pub fn revoke<T: Transport>(
             let rotation = if rotated {
                 None
             } else {
-                Some(rotate_from(store, client, env, roster)?)
+                Some(rotate_from(store, client, env, roster, false)?)
             };
             return Ok(Revocation {
                 device,
@@ -135,7 +139,7 @@ pub fn revoke<T: Transport>(
         match client.append_roster(env, store.keys(), &op) {
             Ok(()) => {
                 store.save_roster(&roster)?;
-                let rotation = rotate_from(store, client, env, roster)?;
+                let rotation = rotate_from(store, client, env, roster, false)?;
                 return Ok(Revocation {
                     device,
                     last_seq,
@@ -158,14 +162,15 @@ pub fn rotate<T: Transport>(
     env: &mut Env,
 ) -> Result<Rotation, SyncError> {
     let roster = require_admin(store, client, env)?;
-    rotate_from(store, client, env, roster)
+    rotate_from(store, client, env, roster, false)
 }
 
-fn rotate_from<T: Transport>(
+pub(crate) fn rotate_from<T: Transport>(
     store: &mut DeviceStore,
     client: &mut RelayClient<T>,
     env: &mut Env,
     mut roster: Roster,
+    forget: bool,
 ) -> Result<Rotation, SyncError> {
     let mut last_error = None;
     for attempt in 0..ATTEMPTS {
@@ -179,6 +184,7 @@ fn rotate_from<T: Transport>(
                 RosterChange::RotateEpoch {
                     epoch,
                     recipient: key.recipient(),
+                    forget,
                 },
                 store.keys(),
             )?
@@ -191,7 +197,7 @@ fn rotate_from<T: Transport>(
         match client.append_roster(env, store.keys(), &op) {
             Ok(()) => {
                 store.save_roster(&roster)?;
-                let delivered_to = deliver_pending(store, client, env, &roster)?;
+                let delivered_to = deliver_owed(store, client, env, &roster)?;
                 return Ok(Rotation {
                     epoch,
                     delivered_to,
@@ -208,54 +214,90 @@ fn rotate_from<T: Transport>(
     Err(last_error.unwrap_or(SyncError::RelayGarbage("no attempt made".into())))
 }
 
-/// Delivers the key of an epoch this device rotated to, if that is still
-/// owed; returns how many devices received it. Called after a rotation and
-/// by every sync of an admin device.
-pub(crate) fn deliver_pending<T: Transport>(
+/// Delivers every epoch key a device is owed, and returns how many
+/// deliveries were made. Called after a rotation and by every sync of an
+/// admin device. A device is owed:
+/// - the epoch this admin just rotated to (the `pending` marker), and
+/// - every epoch newer than the one its announcement says it holds (a
+///   delivery that went to a receiving key it had already replaced).
+///
+/// Keys go to the device's newest announced receiving key (or the one on
+/// the roster if it announced none yet). What was sent to which
+/// generation is remembered, so a device that stays offline is not sent
+/// the same key on every sync.
+pub(crate) fn deliver_owed<T: Transport>(
     store: &mut DeviceStore,
     client: &mut RelayClient<T>,
     env: &mut Env,
     roster: &Roster,
 ) -> Result<usize, SyncError> {
-    let Some(pending) = store.meta(PENDING_DELIVERY)? else {
-        return Ok(0);
-    };
-    let epoch = pending
-        .as_slice()
-        .try_into()
-        .map(u32::from_be_bytes)
-        .map_err(|_| crate::store::StoreError::Corrupt("pending delivery unreadable".into()))?;
     let ring = store.epoch_keys()?;
-    let on_roster = roster.epoch(epoch).map(|e| e.recipient.to_string());
-    let key = ring
-        .get(epoch)
-        .filter(|k| Some(k.recipient().to_string()) == on_roster);
-    let Some(key) = key else {
-        // The rotation never reached the roster: nothing to deliver.
-        store.remove_meta(PENDING_DELIVERY)?;
-        return Ok(0);
-    };
+    let deliverable: Vec<&EpochKey> = ring
+        .epochs()
+        .filter(|e| *e >= roster.retired_below())
+        .filter_map(|e| ring.get(e))
+        .filter(|k| {
+            roster
+                .epoch(k.epoch())
+                .is_some_and(|r| r.recipient.to_string() == k.recipient().to_string())
+        })
+        .collect();
+    let pending = store
+        .meta(PENDING_DELIVERY)?
+        .and_then(|v| v.as_slice().try_into().ok().map(u32::from_be_bytes));
+    let mut announced: BTreeMap<DeviceId, Announcement> = BTreeMap::new();
+    for bytes in client.recipients(env, store.keys())? {
+        let announcement = Announcement::parse(bytes)?;
+        match announcement.verify(roster) {
+            Ok(()) => {}
+            // Revoked since it announced: it gets nothing anyway.
+            Err(AnnouncementError::UnknownDevice(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        announced.insert(announcement.device, announcement);
+    }
+    let mut sent = store.deliveries()?;
     let me = store.keys().device_id();
     let mut deliveries = Vec::new();
     for device in roster.active_devices() {
-        if device.entry.id() != me && device.entry.role.reads_cases() {
-            deliveries.push(
-                KeyEnvelope::seal(
-                    roster.team(),
-                    key,
-                    device.entry.id(),
-                    &device.entry.recipient,
-                    store.keys(),
-                )?
-                .as_bytes()
-                .to_vec(),
-            );
+        let id = device.entry.id();
+        if id == me || !device.entry.role.reads_cases() {
+            continue;
+        }
+        let (recipient, generation, holds) = match announced.get(&id) {
+            Some(a) => (&a.recipient, a.generation, Some(a.have_epoch)),
+            None => (&device.entry.recipient, 0, None),
+        };
+        let already = sent
+            .get(&id)
+            .copied()
+            .filter(|d| d.generation == generation);
+        for key in &deliverable {
+            let owed = pending == Some(key.epoch()) || holds.is_some_and(|h| key.epoch() > h);
+            let done = already.is_some_and(|d| d.epoch >= key.epoch());
+            if owed && !done {
+                deliveries.push(
+                    KeyEnvelope::seal(roster.team(), key, id, recipient, store.keys())?
+                        .as_bytes()
+                        .to_vec(),
+                );
+                sent.insert(
+                    id,
+                    Delivered {
+                        generation,
+                        epoch: key.epoch(),
+                    },
+                );
+            }
         }
     }
     if !deliveries.is_empty() {
         client.put_keys(env, store.keys(), &deliveries)?;
+        store.set_deliveries(&sent)?;
     }
-    store.remove_meta(PENDING_DELIVERY)?;
+    if pending.is_some() {
+        store.remove_meta(PENDING_DELIVERY)?;
+    }
     Ok(deliveries.len())
 }
 

@@ -11,6 +11,7 @@ use super::{Env, SyncError};
 use crate::framing::{self, Page, PageHead};
 use crate::ids::{DeviceId, Digest, TeamId};
 use crate::keys::DeviceKeys;
+use crate::keys::announce::Announcement;
 use crate::request_auth;
 use crate::roster::Role;
 use crate::transport::{Method, Request, Response, Transport};
@@ -349,11 +350,7 @@ impl<T: Transport> RelayClient<T> {
     pub fn keys(&mut self, env: &mut Env, keys: &DeviceKeys) -> Result<Vec<Vec<u8>>, SyncError> {
         let path = self.path("keys");
         let response = self.signed(env, keys, Method::Get, path, None, Vec::new())?;
-        let body = binary_ok(&response, framing::KEYS)?;
-        if body.is_empty() {
-            return Ok(Vec::new());
-        }
-        framing::split(&body, 10_000).map_err(|e| garbage(&e.to_string()))
+        framed_list(&binary_ok(&response, framing::KEYS)?)
     }
 
     /// `POST …/envelopes`: uploads this device's envelopes in seq order.
@@ -403,6 +400,36 @@ impl<T: Transport> RelayClient<T> {
         let response = self.signed(env, keys, Method::Get, path, None, Vec::new())?;
         let body = binary_ok(&response, framing::PAGE)?;
         Page::parse(&body, MAX_PAGE_HEADS, MAX_PAGE_ENTRIES).map_err(|e| garbage(&e.to_string()))
+    }
+
+    /// `POST …/recipients`: announces this device's next receiving key.
+    pub fn announce(
+        &mut self,
+        env: &mut Env,
+        keys: &DeviceKeys,
+        announcement: &Announcement,
+    ) -> Result<(), SyncError> {
+        let path = self.path("recipients");
+        let response = self.signed(
+            env,
+            keys,
+            Method::Post,
+            path,
+            Some(framing::RECIPIENT),
+            announcement.as_bytes().to_vec(),
+        )?;
+        json_ok(&response).map(drop)
+    }
+
+    /// `GET …/recipients`: every device's newest announcement (admins).
+    pub fn recipients(
+        &mut self,
+        env: &mut Env,
+        keys: &DeviceKeys,
+    ) -> Result<Vec<Vec<u8>>, SyncError> {
+        let path = self.path("recipients");
+        let response = self.signed(env, keys, Method::Get, path, None, Vec::new())?;
+        framed_list(&binary_ok(&response, framing::RECIPIENTS)?)
     }
 
     /// The relay's current head of every device's log (a page after the
@@ -478,6 +505,15 @@ fn binary_ok(response: &Response, media_type: &str) -> Result<Vec<u8>, SyncError
         return Err(garbage(&format!("expected {media_type}")));
     }
     Ok(response.body.clone())
+}
+
+/// A framed list (key envelopes, announcements); an empty body is an
+/// empty list.
+fn framed_list(body: &[u8]) -> Result<Vec<Vec<u8>>, SyncError> {
+    if body.is_empty() {
+        return Ok(Vec::new());
+    }
+    framing::split(body, MAX_PAGE_HEADS).map_err(|e| garbage(&e.to_string()))
 }
 
 /// The specific error for a relay refusal.

@@ -22,6 +22,7 @@
 use std::collections::BTreeMap;
 
 use super::client::{RelayClient, UploadOutcome};
+use super::keys;
 use super::{Env, SyncError};
 use crate::case::CaseDoc;
 use crate::envelope::seal::{self, CaseChange};
@@ -31,7 +32,6 @@ use crate::framing::Page;
 use crate::ids::{CaseId, DeviceId, Digest};
 use crate::invite::safety_number;
 use crate::keys::EpochKeyring;
-use crate::keys::delivery::KeyEnvelope;
 use crate::receipt::Receipt;
 use crate::roster::{Role, Roster};
 use crate::store::{DeviceStore, PeerHead, PulledPage, StoreError};
@@ -105,10 +105,11 @@ pub fn sync<T: Transport>(
         .map(|d| d.entry.role)
         .ok_or(SyncError::Revoked)?;
     if role.reads_cases() {
-        report.epoch_keys_received = collect_keys(store, client, env, &roster)?;
+        report.epoch_keys_received = keys::collect(store, client, env, &roster)?;
+        keys::renew_receiving_key(store, client, env)?;
     }
     if role == Role::Admin {
-        super::admin::deliver_pending(store, client, env, &roster)?;
+        super::admin::deliver_owed(store, client, env, &roster)?;
     }
     if role.can_write() {
         report.sealed = seal_outbox(store, &roster, role)?;
@@ -185,39 +186,6 @@ pub(crate) fn refresh_roster<T: Transport>(
     }
     store.save_roster(&roster)?;
     Ok(roster)
-}
-
-/// Stores every delivered epoch key this device does not hold yet.
-fn collect_keys<T: Transport>(
-    store: &mut DeviceStore,
-    client: &mut RelayClient<T>,
-    env: &mut Env,
-    roster: &Roster,
-) -> Result<usize, SyncError> {
-    let held = store.epoch_keys()?;
-    let receiving = store.receiving_keys()?;
-    let me = store.keys().device_id();
-    let mut received = 0;
-    for bytes in client.keys(env, store.keys())? {
-        let delivery = KeyEnvelope::parse(bytes)?;
-        // A held key counts only if it is the epoch's key on the roster: a
-        // rotation this device attempted that lost to another admin's
-        // leaves a key of its own behind, which the delivery replaces.
-        let on_roster = roster
-            .epoch(delivery.epoch)
-            .map(|e| e.recipient.to_string());
-        if held
-            .get(delivery.epoch)
-            .is_some_and(|k| Some(k.recipient().to_string()) == on_roster)
-        {
-            continue;
-        }
-        let (key, generation) = delivery.open(roster, me, &receiving)?;
-        store.put_epoch_key(&key)?;
-        store.mark_receiving_key_used(generation)?;
-        received += 1;
-    }
-    Ok(received)
 }
 
 /// Seals the outbox into envelopes of this device's log.

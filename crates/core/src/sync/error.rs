@@ -1,7 +1,7 @@
 //! Why a sync or an enrolment step failed. Variants are grouped by what a
 //! person should do: retry later, ask the office, or raise the alarm.
 
-use crate::error::{EnvelopeError, KeyEnvelopeError, RosterError};
+use crate::error::{AnnouncementError, EnvelopeError, KeyEnvelopeError, RosterError};
 use crate::ids::DeviceId;
 use crate::store::StoreError;
 use crate::transport::TransportError;
@@ -135,6 +135,11 @@ pub enum SyncError {
         "INTEGRITY ALARM: a key delivery failed its checks ({0}); it was ignored. Tell the office"
     )]
     KeyDelivery(#[from] KeyEnvelopeError),
+    /// A recipient announcement from the relay failed its checks.
+    #[error(
+        "INTEGRITY ALARM: a device's key announcement from the relay failed its checks ({0}); no key was sent to it. Tell the office"
+    )]
+    Announcement(#[from] AnnouncementError),
     /// Sealing an envelope failed.
     #[error("could not seal the outgoing changes: {0}")]
     Seal(#[from] EnvelopeError),
@@ -202,6 +207,7 @@ impl SyncError {
             SyncError::Roster(_)
                 | SyncError::RosterRollback { .. }
                 | SyncError::KeyDelivery(_)
+                | SyncError::Announcement(_)
                 | SyncError::BadReceipt { .. }
                 | SyncError::RelayLostOwnLog { .. }
                 | SyncError::Rollback { .. }

@@ -19,6 +19,7 @@ pub mod enrol;
 mod error;
 #[cfg(feature = "http")]
 pub mod http;
+mod keys;
 
 pub use client::RelayClient;
 pub use engine::{Progress, SyncReport, sync};

@@ -21,7 +21,7 @@ use serde_json::json;
 use super::{ApiError, AppState, binary, blocking, framing, parse_team, require_type};
 use crate::store::JoinRecord;
 
-fn bad(code: &'static str, message: &str) -> ApiError {
+pub(super) fn bad(code: &'static str, message: &str) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, code, message.to_owned())
 }
 
@@ -34,7 +34,7 @@ fn json_body<T: for<'de> Deserialize<'de>>(
         .map_err(|e| bad("bad_json", &format!("the JSON body is not valid: {e}")))
 }
 
-fn require_admin(roster: &Roster, device: &DeviceId) -> Result<(), ApiError> {
+pub(super) fn require_admin(roster: &Roster, device: &DeviceId) -> Result<(), ApiError> {
     if roster.device(device).map(|d| d.entry.role) == Some(Role::Admin) {
         Ok(())
     } else {

@@ -106,6 +106,7 @@ impl From<StoreError> for ApiError {
             StoreError::InviteExpired => (S::GONE, "invite_expired"),
             StoreError::TooManyInvites { .. } => (S::FORBIDDEN, "too_many_invites"),
             StoreError::RevocationBound { .. } => (S::CONFLICT, "revocation_bound"),
+            StoreError::StaleAnnouncement { .. } => (S::CONFLICT, "stale_announcement"),
             StoreError::Revoked { .. } => (S::FORBIDDEN, "device_revoked"),
             StoreError::Corrupt(_) | StoreError::Backend(_) => {
                 tracing::error!(error = %e, "relay storage failed");

@@ -3,7 +3,8 @@
 //! this module maps the relay's stored types onto them.
 
 pub use amana_core::framing::{
-    ENVELOPES, FrameError, KEYS, PAGE, PageHead, ROSTER, ROSTER_OP, join, split,
+    ENVELOPES, FrameError, KEYS, PAGE, PageHead, RECIPIENT, RECIPIENTS, ROSTER, ROSTER_OP, join,
+    split,
 };
 
 use crate::store::{Head, StoredEnvelope};

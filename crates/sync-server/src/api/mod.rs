@@ -6,6 +6,7 @@
 mod enrolment;
 mod error;
 pub mod framing;
+mod lifecycle;
 mod rate;
 
 pub use error::ApiError;
@@ -31,7 +32,7 @@ use serde_json::json;
 
 use crate::config::Limits;
 use crate::ingest;
-use crate::store::{Appended, RelayStore, RevocationBound};
+use crate::store::{Appended, RelayStore, RevocationBound, RosterEffect};
 
 /// A source of the current time in unix seconds.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -188,6 +189,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/teams/{team}/receipts", get(get_receipts))
         .route("/v1/teams/{team}/invites", post(enrolment::create_invite))
+        .route(
+            "/v1/teams/{team}/recipients",
+            get(lifecycle::get_recipients).post(lifecycle::put_recipient),
+        )
         .route("/v1/teams/{team}/join", post(enrolment::join))
         .route("/v1/teams/{team}/pending", get(enrolment::pending))
         .route(
@@ -317,14 +322,21 @@ async fn append_roster(
         let (mut roster, device) = state.authenticate(team, &method, &uri, &headers, &body)?;
         let index = roster.next_index();
         roster.apply(&body)?;
-        let revokes = match &roster.ops()[index as usize].change {
-            RosterChange::RevokeDevice { device, last_seq } => Some(RevocationBound {
-                device: *device,
-                last_seq: *last_seq,
-            }),
-            _ => None,
+        let effect = match &roster.ops()[index as usize].change {
+            RosterChange::RevokeDevice { device, last_seq } => {
+                RosterEffect::Revokes(RevocationBound {
+                    device: *device,
+                    last_seq: *last_seq,
+                })
+            }
+            RosterChange::RotateEpoch {
+                epoch,
+                forget: true,
+                ..
+            } => RosterEffect::Forgets { below: *epoch },
+            _ => RosterEffect::None,
         };
-        state.store.append_roster_op(team, index, &body, revokes)?;
+        state.store.append_roster_op(team, index, &body, effect)?;
         tracing::info!(%team, %device, index, "roster operation appended");
         Ok((StatusCode::CREATED, Json(json!({"index": index}))).into_response())
     })

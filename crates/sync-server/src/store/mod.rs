@@ -10,6 +10,7 @@
 //! equivocation evidence and quotas.
 
 mod enrolment;
+mod lifecycle;
 mod sqlite;
 
 pub use sqlite::SqliteStore;
@@ -94,6 +95,25 @@ pub struct JoinRecord {
     pub requested_at: u64,
 }
 
+/// What a roster operation changes in the relay's own tables, in the
+/// transaction that appends it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RosterEffect {
+    /// Nothing beyond the roster.
+    None,
+    /// A revocation: refused unless the device's stored head is exactly
+    /// the bound, and from then on
+    /// [`append_envelope`](RelayStore::append_envelope) refuses anything
+    /// beyond it.
+    Revokes(RevocationBound),
+    /// A rotation that retires every older epoch (a case was shredded):
+    /// the key envelopes of those epochs are deleted.
+    Forgets {
+        /// The new epoch; older ones are retired.
+        below: u32,
+    },
+}
+
 /// The bound of a revocation, as the relay enforces it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RevocationBound {
@@ -172,6 +192,14 @@ pub enum StoreError {
         /// The limit.
         max: u64,
     },
+    /// A recipient announcement older than the stored one.
+    #[error("device {device} already announced generation {stored}; an announcement must be newer")]
+    StaleAnnouncement {
+        /// The device.
+        device: DeviceId,
+        /// The stored generation.
+        stored: u32,
+    },
     /// A revocation's bound is not the device's stored head (it uploaded
     /// since the admin looked, or the admin's view is wrong).
     #[error(
@@ -214,18 +242,29 @@ pub trait RelayStore: Send + Sync + 'static {
     fn roster(&self, team: TeamId) -> Result<Vec<Vec<u8>>, StoreError>;
 
     /// Appends a roster operation (already verified against the stored
-    /// roster) if the roster still has `index` operations. For a
-    /// revocation, `revokes` carries its bound: the operation is refused
-    /// unless the device's stored head is exactly that seq, and from then on
-    /// [`append_envelope`](Self::append_envelope) refuses anything beyond it,
-    /// in the same transaction as the check.
+    /// roster) if the roster still has `index` operations, together with
+    /// what it changes at the relay (see [`RosterEffect`]), atomically.
     fn append_roster_op(
         &self,
         team: TeamId,
         index: u64,
         op: &[u8],
-        revokes: Option<RevocationBound>,
+        effect: RosterEffect,
     ) -> Result<(), StoreError>;
+
+    /// Stores a device's recipient announcement (already verified) unless
+    /// a newer generation is stored; the same bytes again are accepted.
+    fn put_announcement(
+        &self,
+        team: TeamId,
+        device: DeviceId,
+        generation: u32,
+        announcement: &[u8],
+        now: u64,
+    ) -> Result<(), StoreError>;
+
+    /// The newest announcement of every device of the team.
+    fn announcements(&self, team: TeamId) -> Result<Vec<Vec<u8>>, StoreError>;
 
     /// Appends an envelope: idempotent for the same bytes, equivocation
     /// evidence for different bytes at an existing seq, otherwise only as

@@ -8,14 +8,13 @@ use amana_core::{DeviceId, Digest, TeamId};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    Appended, Head, JoinRecord, NewEnvelope, RelayStore, RevocationBound, StoreError,
-    StoredEnvelope,
+    Appended, Head, JoinRecord, NewEnvelope, RelayStore, RosterEffect, StoreError, StoredEnvelope,
 };
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_enrolment.sql"),
-    include_str!("../../migrations/sqlite/0003_revocations.sql"),
+    include_str!("../../migrations/sqlite/0003_lifecycle.sql"),
 ];
 
 /// The SQLite implementation of [`RelayStore`].
@@ -159,60 +158,31 @@ impl RelayStore for SqliteStore {
         team: TeamId,
         index: u64,
         op: &[u8],
-        revokes: Option<RevocationBound>,
+        effect: RosterEffect,
     ) -> Result<(), StoreError> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(backend)?;
-        team_exists(&tx, team)?;
-        let len: i64 = tx
-            .query_row(
-                "SELECT COUNT(*) FROM roster_ops WHERE team = ?1",
-                [team.as_bytes()],
-                |r| r.get(0),
-            )
-            .map_err(backend)?;
-        if len as u64 != index {
-            return Err(StoreError::RosterConflict {
-                expected: len as u64,
-                found: index,
-            });
-        }
-        if let Some(bound) = revokes {
-            let head: i64 = tx
-                .query_row(
-                    "SELECT seq FROM heads WHERE team = ?1 AND device = ?2",
-                    params![team.as_bytes(), bound.device.as_bytes()],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(backend)?
-                .unwrap_or(0);
-            if head as u64 != bound.last_seq {
-                return Err(StoreError::RevocationBound {
-                    device: bound.device,
-                    head: head as u64,
-                    bound: bound.last_seq,
-                });
-            }
-            tx.execute(
-                "INSERT INTO revocations (team, device, last_seq, roster_index) VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    team.as_bytes(),
-                    bound.device.as_bytes(),
-                    bound.last_seq as i64,
-                    index as i64
-                ],
-            )
-            .map_err(backend)?;
-        }
-        tx.execute(
-            "INSERT INTO roster_ops (team, idx, op) VALUES (?1, ?2, ?3)",
-            params![team.as_bytes(), index as i64, op],
+        super::lifecycle::append_roster_op(&mut self.lock(), team, index, op, effect)
+    }
+
+    fn put_announcement(
+        &self,
+        team: TeamId,
+        device: DeviceId,
+        generation: u32,
+        announcement: &[u8],
+        now: u64,
+    ) -> Result<(), StoreError> {
+        super::lifecycle::put_announcement(
+            &mut self.lock(),
+            team,
+            device,
+            generation,
+            announcement,
+            now,
         )
-        .map_err(backend)?;
-        tx.commit().map_err(backend)
+    }
+
+    fn announcements(&self, team: TeamId) -> Result<Vec<Vec<u8>>, StoreError> {
+        super::lifecycle::announcements(&self.lock(), team)
     }
 
     fn append_envelope(

@@ -1,0 +1,135 @@
+//! Device lifecycle in the SQLite store: roster operations with their
+//! effects on the relay's own tables (revocation bounds, retired key
+//! envelopes), and recipient announcements.
+
+use amana_core::{DeviceId, TeamId};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::sqlite::{backend, team_exists};
+use super::{RosterEffect, StoreError};
+
+pub(super) fn append_roster_op(
+    conn: &mut Connection,
+    team: TeamId,
+    index: u64,
+    op: &[u8],
+    effect: RosterEffect,
+) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    team_exists(&tx, team)?;
+    let len: i64 = tx
+        .query_row(
+            "SELECT COUNT(*) FROM roster_ops WHERE team = ?1",
+            [team.as_bytes()],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    if len as u64 != index {
+        return Err(StoreError::RosterConflict {
+            expected: len as u64,
+            found: index,
+        });
+    }
+    match effect {
+        RosterEffect::None => {}
+        RosterEffect::Revokes(bound) => {
+            let head: i64 = tx
+                .query_row(
+                    "SELECT seq FROM heads WHERE team = ?1 AND device = ?2",
+                    params![team.as_bytes(), bound.device.as_bytes()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?
+                .unwrap_or(0);
+            if head as u64 != bound.last_seq {
+                return Err(StoreError::RevocationBound {
+                    device: bound.device,
+                    head: head as u64,
+                    bound: bound.last_seq,
+                });
+            }
+            tx.execute(
+                "INSERT INTO revocations (team, device, last_seq, roster_index)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    team.as_bytes(),
+                    bound.device.as_bytes(),
+                    bound.last_seq as i64,
+                    index as i64
+                ],
+            )
+            .map_err(backend)?;
+        }
+        RosterEffect::Forgets { below } => {
+            tx.execute(
+                "DELETE FROM key_envelopes WHERE team = ?1 AND epoch < ?2",
+                params![team.as_bytes(), below],
+            )
+            .map_err(backend)?;
+        }
+    }
+    tx.execute(
+        "INSERT INTO roster_ops (team, idx, op) VALUES (?1, ?2, ?3)",
+        params![team.as_bytes(), index as i64, op],
+    )
+    .map_err(backend)?;
+    tx.commit().map_err(backend)
+}
+
+pub(super) fn put_announcement(
+    conn: &mut Connection,
+    team: TeamId,
+    device: DeviceId,
+    generation: u32,
+    announcement: &[u8],
+    now: u64,
+) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    team_exists(&tx, team)?;
+    let stored: Option<(u32, Vec<u8>)> = tx
+        .query_row(
+            "SELECT generation, announcement FROM recipients WHERE team = ?1 AND device = ?2",
+            params![team.as_bytes(), device.as_bytes()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(backend)?;
+    match stored {
+        Some((_, bytes)) if bytes == announcement => return Ok(()),
+        Some((stored, _)) if stored >= generation => {
+            return Err(StoreError::StaleAnnouncement { device, stored });
+        }
+        _ => {}
+    }
+    tx.execute(
+        "INSERT INTO recipients (team, device, generation, announcement, stored_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (team, device) DO UPDATE SET generation = excluded.generation,
+             announcement = excluded.announcement, stored_at = excluded.stored_at",
+        params![
+            team.as_bytes(),
+            device.as_bytes(),
+            generation,
+            announcement,
+            now as i64
+        ],
+    )
+    .map_err(backend)?;
+    tx.commit().map_err(backend)
+}
+
+pub(super) fn announcements(conn: &Connection, team: TeamId) -> Result<Vec<Vec<u8>>, StoreError> {
+    team_exists(conn, team)?;
+    let mut stmt = conn
+        .prepare_cached("SELECT announcement FROM recipients WHERE team = ?1 ORDER BY device")
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map([team.as_bytes()], |r| r.get(0))
+        .map_err(backend)?;
+    rows.collect::<Result<_, _>>().map_err(backend)
+}
