@@ -58,6 +58,17 @@ pub enum WireError {
         /// The maximum.
         max: usize,
     },
+    /// A field holds a value outside its range.
+    #[error("invalid {0}")]
+    InvalidValue(&'static str),
+    /// A count is larger than the rest of the input could hold.
+    #[error("a count of {count} items cannot fit in the {remaining} bytes left")]
+    CountTooLarge {
+        /// The count read.
+        count: usize,
+        /// Bytes left.
+        remaining: usize,
+    },
 }
 
 /// Bytes that are not a well-formed age file.

@@ -118,6 +118,21 @@ impl CaseDoc {
             .map_err(|e| CaseError::BadChange(e.to_string()))
     }
 
+    /// Merges a saved document (a snapshot's copy of this case) into this
+    /// one; what both hold is kept once.
+    pub fn merge_saved(&mut self, bytes: &[u8]) -> Result<(), CaseError> {
+        self.doc
+            .load_incremental(bytes)
+            .map(drop)
+            .map_err(|e| CaseError::BadChange(e.to_string()))
+    }
+
+    /// Whether `bytes` are a saved Automerge document (checked before a
+    /// snapshot is accepted).
+    pub fn is_valid_saved(bytes: &[u8]) -> bool {
+        AutoCommit::load(bytes).is_ok()
+    }
+
     /// Whether `bytes` decode as an Automerge change (checked before a
     /// received envelope is accepted, so one bad change cannot block a
     /// whole page).

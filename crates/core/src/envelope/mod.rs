@@ -15,6 +15,8 @@
 
 #[cfg(feature = "client")]
 pub mod seal;
+#[cfg(feature = "client")]
+pub mod snapshot;
 
 use ed25519_dalek::{Signature, Signer, VerifyingKey};
 
@@ -39,6 +41,9 @@ const DOMAIN: &[u8] = b"amana/v1/envelope\0";
 pub enum Kind {
     /// Automerge changes to one or more cases.
     Changes,
+    /// Part of a snapshot: the compacted state of the team's cases, which
+    /// an admin publishes under a new epoch when a case is shredded.
+    Snapshot,
 }
 
 impl Kind {
@@ -46,12 +51,14 @@ impl Kind {
     pub fn code(self) -> u8 {
         match self {
             Kind::Changes => 1,
+            Kind::Snapshot => 2,
         }
     }
 
     fn from_code(code: u8) -> Result<Self, EnvelopeError> {
         match code {
             1 => Ok(Kind::Changes),
+            2 => Ok(Kind::Snapshot),
             other => Err(EnvelopeError::UnknownKind(other)),
         }
     }

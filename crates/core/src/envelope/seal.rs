@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! body = age(epoch recipient, pad(deflate(header copy ‖ payload)))
-//! payload = count u32 ‖ [case id 16 ‖ len u32 ‖ Automerge change bytes]*
+//! payload (changes)  = count u32 ‖ [case id 16 ‖ len u32 ‖ Automerge change bytes]*
+//! payload (snapshot) = see [`super::snapshot`]
 //! ```
 //!
 //! Opening runs every check in a fixed order (team, signature, epoch key,
@@ -17,7 +18,8 @@ use flate2::Compression;
 use flate2::read::{DeflateDecoder, DeflateEncoder};
 use zeroize::Zeroizing;
 
-use super::{EnvelopeHeader, HEADER_LEN, SealedEnvelope};
+use super::snapshot::{self, Snapshot};
+use super::{EnvelopeHeader, HEADER_LEN, Kind, SealedEnvelope};
 use crate::error::{EnvelopeError, WireError};
 use crate::ids::{CaseId, Digest, TeamId};
 use crate::keys::{DeviceKeys, EpochKeyring};
@@ -44,8 +46,10 @@ pub struct OpenedEnvelope {
     pub header: EnvelopeHeader,
     /// Envelope id.
     pub id: Digest,
-    /// The changes it carries, in order.
+    /// The changes it carries, in order (none in a snapshot).
     pub changes: Vec<CaseChange>,
+    /// The snapshot part it carries, if it is one.
+    pub snapshot: Option<Snapshot>,
 }
 
 /// Seals `changes` into a signed envelope under `header` (its `body_len`
@@ -56,12 +60,42 @@ pub fn seal(
     epoch_recipient: &x25519::Recipient,
     device: &DeviceKeys,
 ) -> Result<SealedEnvelope, EnvelopeError> {
+    let header = EnvelopeHeader {
+        kind: Kind::Changes,
+        ..header
+    };
     let mut plaintext = Zeroizing::new(Vec::with_capacity(INNER_LEN + 64));
     plaintext.extend_from_slice(&header.inner_copy());
     encode_payload(&mut plaintext, changes)?;
+    seal_plaintext(header, &plaintext, epoch_recipient, device)
+}
 
+/// Seals one part of a snapshot under `header` (its kind and `body_len`
+/// are filled in).
+pub fn seal_snapshot(
+    header: EnvelopeHeader,
+    snapshot: &Snapshot,
+    epoch_recipient: &x25519::Recipient,
+    device: &DeviceKeys,
+) -> Result<SealedEnvelope, EnvelopeError> {
+    let header = EnvelopeHeader {
+        kind: Kind::Snapshot,
+        ..header
+    };
+    let mut plaintext = Zeroizing::new(Vec::with_capacity(INNER_LEN + 1024));
+    plaintext.extend_from_slice(&header.inner_copy());
+    snapshot::encode(&mut plaintext, snapshot).map_err(EnvelopeError::Payload)?;
+    seal_plaintext(header, &plaintext, epoch_recipient, device)
+}
+
+fn seal_plaintext(
+    header: EnvelopeHeader,
+    plaintext: &[u8],
+    epoch_recipient: &x25519::Recipient,
+    device: &DeviceKeys,
+) -> Result<SealedEnvelope, EnvelopeError> {
     let mut compressed = Zeroizing::new(Vec::with_capacity(plaintext.len() / 2 + 64));
-    DeflateEncoder::new(&plaintext[..], Compression::default())
+    DeflateEncoder::new(plaintext, Compression::default())
         .read_to_end(&mut compressed)
         .map_err(|_| EnvelopeError::EncryptFailed)?;
     let padded = Zeroizing::new(padding::pad(&compressed));
@@ -115,11 +149,19 @@ pub fn open(
     if plaintext.len() < INNER_LEN || plaintext[..INNER_LEN] != header.inner_copy() {
         return Err(EnvelopeError::HeaderMismatch);
     }
-    let changes = decode_payload(&plaintext[INNER_LEN..]).map_err(EnvelopeError::Payload)?;
+    let payload = &plaintext[INNER_LEN..];
+    let (changes, snapshot) = match header.kind {
+        Kind::Changes => (decode_payload(payload), None),
+        Kind::Snapshot => (
+            Ok(Vec::new()),
+            Some(snapshot::decode(payload).map_err(EnvelopeError::Payload)?),
+        ),
+    };
     Ok(OpenedEnvelope {
         header: header.clone(),
         id: envelope.id(),
-        changes,
+        changes: changes.map_err(EnvelopeError::Payload)?,
+        snapshot,
     })
 }
 

@@ -6,6 +6,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use super::{DeviceStore, StoreError};
 use crate::case::{Case, CaseDoc, CaseError, CaseView};
 use crate::envelope::seal::CaseChange;
+use crate::envelope::snapshot::SavedCase;
 use crate::ids::CaseId;
 
 impl DeviceStore {
@@ -121,7 +122,51 @@ pub(crate) fn apply_in(
     Ok(())
 }
 
-fn case_key(sealer: &super::Sealer, id: CaseId) -> Vec<u8> {
+/// Merges whole documents from a snapshot inside an open transaction.
+pub(crate) fn merge_saved_in(
+    tx: &Transaction<'_>,
+    sealer: &super::Sealer,
+    keys: &crate::keys::DeviceKeys,
+    docs: &[SavedCase],
+) -> Result<(), StoreError> {
+    for saved in docs {
+        let mut doc = match load_doc(tx, sealer, saved.case, keys)? {
+            Some(mut doc) => {
+                doc.merge_saved(&saved.doc)?;
+                doc
+            }
+            None => CaseDoc::load(&saved.doc, keys.device_id())?,
+        };
+        save_doc(tx, sealer, saved.case, &mut doc)?;
+    }
+    Ok(())
+}
+
+impl DeviceStore {
+    /// Every case as its whole saved document, for a snapshot.
+    pub fn saved_cases(&self) -> Result<Vec<SavedCase>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT case_key, doc_sealed FROM cases")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (key, sealed) = row?;
+            let bytes = self.sealer.open("cases", &key, &sealed)?;
+            let case = CaseDoc::load(&bytes, self.keys.device_id())?.case_id()?;
+            out.push(SavedCase {
+                case,
+                doc: bytes.to_vec(),
+            });
+        }
+        out.sort_by_key(|c| c.case);
+        Ok(out)
+    }
+}
+
+pub(super) fn case_key(sealer: &super::Sealer, id: CaseId) -> Vec<u8> {
     sealer.index("case", id.as_bytes())
 }
 
@@ -163,7 +208,7 @@ fn save_doc(
     Ok(())
 }
 
-fn push_outbox(
+pub(super) fn push_outbox(
     tx: &Transaction<'_>,
     sealer: &super::Sealer,
     id: CaseId,

@@ -16,6 +16,7 @@ mod migrate;
 mod pull;
 mod receiving;
 pub(crate) mod sealer;
+pub mod shred;
 mod sync_state;
 #[cfg(test)]
 mod tests;
@@ -328,17 +329,7 @@ impl DeviceStore {
         &self,
         name: &'static str,
     ) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, StoreError> {
-        let sealed: Option<Vec<u8>> = self
-            .conn
-            .query_row(
-                "SELECT value_sealed FROM meta WHERE name = ?1",
-                [name],
-                |r| r.get(0),
-            )
-            .optional()?;
-        sealed
-            .map(|s| self.sealer.open("meta", name.as_bytes(), &s))
-            .transpose()
+        meta_in(&self.conn, &self.sealer, name)
     }
 
     pub(crate) fn remove_meta(&mut self, name: &str) -> Result<(), StoreError> {
@@ -445,6 +436,25 @@ impl DeviceStore {
         }
         Ok(ring)
     }
+}
+
+/// Reads a sealed `meta` value on `conn` (the store's connection or an
+/// open transaction).
+fn meta_in(
+    conn: &Connection,
+    sealer: &Sealer,
+    name: &str,
+) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, StoreError> {
+    let sealed: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT value_sealed FROM meta WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    sealed
+        .map(|s| sealer.open("meta", name.as_bytes(), &s))
+        .transpose()
 }
 
 /// Sets a sealed `meta` value on `conn` (the store's connection or an open

@@ -4,7 +4,8 @@
 
 use super::{DeviceStore, StoreError, cases};
 use crate::envelope::seal::CaseChange;
-use crate::ids::CaseId;
+use crate::envelope::snapshot::{SavedCase, Snapshot, Tombstone};
+use crate::ids::{CaseId, DeviceId};
 use crate::store::PeerHead;
 
 /// A case an intake-role device submitted.
@@ -23,6 +24,14 @@ pub struct Submission {
 pub struct PulledPage {
     /// Changes from other devices to apply.
     pub changes: Vec<CaseChange>,
+    /// Whole documents from a snapshot, merged into what is held.
+    pub docs: Vec<SavedCase>,
+    /// Cases shredded by a snapshot: deleted, their tombstones kept.
+    pub tombstones: Vec<Tombstone>,
+    /// Device labels a snapshot carried.
+    pub labels: Vec<(DeviceId, String)>,
+    /// Snapshot parts applied in this page (their cases moved to `docs`).
+    pub snapshot_parts: Vec<Snapshot>,
     /// Device heads after this page.
     pub heads: Vec<PeerHead>,
     /// The cursor after this page.
@@ -36,7 +45,17 @@ impl DeviceStore {
     /// heads, cursor, quarantine) is stored, or none.
     pub fn commit_pull(&mut self, page: &PulledPage) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
+        for tombstone in &page.tombstones {
+            super::shred::shred_in(&tx, &self.sealer, tombstone)?;
+        }
+        cases::merge_saved_in(&tx, &self.sealer, &self.keys, &page.docs)?;
         cases::apply_in(&tx, &self.sealer, &self.keys, &page.changes)?;
+        if !page.labels.is_empty() {
+            super::shred::remember_labels_in(&tx, &self.sealer, &page.labels)?;
+        }
+        for part in &page.snapshot_parts {
+            super::shred::record_snapshot_in(&tx, &self.sealer, part)?;
+        }
         for head in &page.heads {
             super::sync_state::set_peer_head_in(&tx, &self.sealer, head)?;
         }
@@ -99,8 +118,7 @@ impl DeviceStore {
         )?;
         tx.commit()?;
         // Fold the WAL back so the deleted pages do not linger in it.
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        self.checkpoint()?;
         Ok(forgotten)
     }
 

@@ -80,6 +80,20 @@ pub struct SyncReport {
     pub quarantined: Vec<String>,
     /// Cases an intake-role device forgot after they were receipted.
     pub forgotten_cases: usize,
+    /// Cases deleted here because a snapshot shredded them.
+    pub cases_shredded: usize,
+    /// Envelopes of retired epochs passed over (verified, not readable).
+    pub skipped_retired: usize,
+    /// Changes to shredded cases that were discarded.
+    pub discarded_shredded: usize,
+    /// Devices that wrote to a shredded case under a current epoch (the
+    /// case must be shredded again to remove that from the relay).
+    pub late_writers_to_shredded: Vec<DeviceId>,
+    /// Changes of this device re-sent under the new epoch because the
+    /// snapshot did not cover them.
+    pub republished: usize,
+    /// Epoch keys destroyed because their epochs were retired.
+    pub epochs_retired: usize,
     /// Requests made.
     pub requests: u64,
     /// Bytes sent (bodies and paths).
@@ -108,18 +122,37 @@ pub fn sync<T: Transport>(
         report.epoch_keys_received = keys::collect(store, client, env, &roster)?;
         keys::renew_receiving_key(store, client, env)?;
     }
+    let mut roster = roster;
     if role == Role::Admin {
         super::admin::deliver_owed(store, client, env, &roster)?;
+        if super::shred::finish_pending(store, client, env)? {
+            roster = store.roster()?.ok_or(StoreError::NotMember)?;
+        }
     }
+    // Pull before sealing: a snapshot may shred a case, and this device's
+    // unsent changes to it must then never be sealed under the new epoch.
+    let pulled = if role.reads_cases() {
+        pull(store, client, env, &roster, progress, &mut report)
+    } else {
+        Ok(())
+    };
+    if let Err(e) = &pulled
+        && !(e.is_integrity_alarm() || matches!(e, SyncError::MissingEpochKey(_)))
+    {
+        return pulled.map(|()| report);
+    }
+    // An alarm about someone else's envelopes does not keep this device's
+    // own work from reaching the relay.
     if role.can_write() {
         report.sealed = seal_outbox(store, &roster, role)?;
         report.pushed = push(store, client, env, progress)?;
     }
+    pulled?;
+    if role.reads_cases() {
+        super::shred::retire(store, client, env, &roster, progress, &mut report)?;
+    }
     if role == Role::Intake {
         report.forgotten_cases = store.forget_submitted()?;
-    }
-    if role.reads_cases() {
-        pull(store, client, env, &roster, progress, &mut report)?;
     }
     store.set_last_sync(env.now())?;
     report.requests = client.requests - start_requests;
@@ -189,7 +222,11 @@ pub(crate) fn refresh_roster<T: Transport>(
 }
 
 /// Seals the outbox into envelopes of this device's log.
-fn seal_outbox(store: &mut DeviceStore, roster: &Roster, role: Role) -> Result<usize, SyncError> {
+pub(super) fn seal_outbox(
+    store: &mut DeviceStore,
+    roster: &Roster,
+    role: Role,
+) -> Result<usize, SyncError> {
     let epoch = roster.current_epoch().clone();
     let team = roster.team();
     let mut sealed = 0;
@@ -237,7 +274,7 @@ fn seal_outbox(store: &mut DeviceStore, roster: &Roster, role: Role) -> Result<u
 }
 
 /// Uploads every envelope of this device's log the relay has not receipted.
-fn push<T: Transport>(
+pub(super) fn push<T: Transport>(
     store: &mut DeviceStore,
     client: &mut RelayClient<T>,
     env: &mut Env,
@@ -314,6 +351,8 @@ fn pull<T: Transport>(
 ) -> Result<(), SyncError> {
     let me = store.keys().device_id();
     let keyring = store.epoch_keys()?;
+    let retired_below = roster.retired_below();
+    let mut shredded = store.shredded_cases()?;
     let mut cursor = store.cursor()?;
     // Every head applied so far: a device the relay stops listing is a
     // rollback too.
@@ -322,7 +361,8 @@ fn pull<T: Transport>(
         .into_iter()
         .map(|h| (h.device, h))
         .collect();
-    loop {
+    let mut shred_applied = false;
+    let result = loop {
         progress(Progress::Pulling {
             done: report.pulled,
         });
@@ -345,11 +385,42 @@ fn pull<T: Transport>(
                     };
                     heads.insert(head.device, head);
                     changed.insert(head.device, head);
-                    if head.device != me {
-                        report.applied_changes += opened.changes.len();
-                        pulled.changes.extend(opened.changes);
-                    }
                     report.pulled += 1;
+                    if let Some(mut part) = opened.snapshot {
+                        for t in &part.tombstones {
+                            if shredded.insert(t.case) {
+                                report.cases_shredded += 1;
+                            }
+                        }
+                        pulled.tombstones.extend(part.tombstones.iter().copied());
+                        let docs = std::mem::take(&mut part.cases);
+                        if head.device != me {
+                            pulled
+                                .docs
+                                .extend(docs.into_iter().filter(|c| !shredded.contains(&c.case)));
+                        }
+                        pulled.labels.extend(part.labels.iter().cloned());
+                        pulled.snapshot_parts.push(part);
+                    } else if head.device != me {
+                        for change in opened.changes {
+                            if shredded.contains(&change.case) {
+                                report.discarded_shredded += 1;
+                                if opened.header.epoch >= retired_below
+                                    && !report.late_writers_to_shredded.contains(&head.device)
+                                {
+                                    report.late_writers_to_shredded.push(head.device);
+                                }
+                            } else {
+                                report.applied_changes += 1;
+                                pulled.changes.push(change);
+                            }
+                        }
+                    }
+                }
+                Err(Refusal::Retired(head)) => {
+                    heads.insert(head.device, head);
+                    changed.insert(head.device, head);
+                    report.skipped_retired += 1;
                 }
                 Err(Refusal::MissingKey(epoch)) => {
                     stopped = Some(epoch);
@@ -366,15 +437,21 @@ fn pull<T: Transport>(
             pulled.cursor = page.next_cursor.max(pulled.cursor);
         }
         pulled.heads = changed.into_values().collect();
+        shred_applied |= !pulled.tombstones.is_empty();
         store.commit_pull(&pulled)?;
         cursor = pulled.cursor;
         if let Some(epoch) = stopped {
-            return Err(SyncError::MissingEpochKey(epoch));
+            break Err(SyncError::MissingEpochKey(epoch));
         }
         if !page.more {
-            return check_withheld(&page, &heads);
+            break check_withheld(&page, &heads);
         }
+    };
+    if shred_applied {
+        // No page image of a shredded case may stay in the WAL.
+        store.checkpoint()?;
     }
+    result
 }
 
 /// Cursors must rise strictly, starting after ours.
@@ -454,6 +531,9 @@ fn check_withheld(page: &Page, ours: &BTreeMap<DeviceId, PeerHead>) -> Result<()
 }
 
 enum Refusal {
+    /// An envelope of a retired epoch whose key this device does not hold:
+    /// verified and chained, its content passed over.
+    Retired(PeerHead),
     MissingKey(u32),
     Quarantine(String),
 }
@@ -497,8 +577,21 @@ fn check_envelope(
             header.device, header.seq
         )));
     }
+    if header.kind == Kind::Snapshot && record.entry.role != Role::Admin {
+        return Err(q(format!(
+            "device {} seq {}: a snapshot from a device that is not an admin",
+            header.device, header.seq
+        )));
+    }
     let opened = match seal::open(&envelope, roster.team(), &key, keyring) {
         Ok(opened) => opened,
+        Err(EnvelopeError::UnknownEpoch(epoch)) if epoch < roster.retired_below() => {
+            return Err(Refusal::Retired(PeerHead {
+                device: header.device,
+                seq: header.seq,
+                id: envelope.id(),
+            }));
+        }
         Err(EnvelopeError::UnknownEpoch(epoch)) => return Err(Refusal::MissingKey(epoch)),
         Err(e) => {
             return Err(q(format!(
@@ -516,6 +609,24 @@ fn check_envelope(
             "device {} seq {}: change {bad} is not a valid Automerge change",
             header.device, header.seq
         )));
+    }
+    if let Some(part) = &opened.snapshot {
+        if part.floor != header.epoch {
+            return Err(q(format!(
+                "device {} seq {}: a snapshot for epoch {} sealed under epoch {}",
+                header.device, header.seq, part.floor, header.epoch
+            )));
+        }
+        if let Some(bad) = part
+            .cases
+            .iter()
+            .position(|c| !CaseDoc::is_valid_saved(&c.doc))
+        {
+            return Err(q(format!(
+                "device {} seq {}: case {bad} of the snapshot is not a valid document",
+                header.device, header.seq
+            )));
+        }
     }
     Ok(opened)
 }

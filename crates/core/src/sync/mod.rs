@@ -5,6 +5,7 @@
 //!   outbox, pull and verify every new envelope.
 //! - [`enrol`]: creating a team, invite codes, joining, approving.
 //! - [`admin`]: revoking devices, rotating the epoch, delivering its key.
+//! - [`shred`]: crypto-shredding a case and retiring old epochs.
 //! - `http` (feature `http`): the HTTPS transport with a pinned relay key.
 //!
 //! The engine reads no clock and draws no request nonces itself: the
@@ -20,6 +21,7 @@ mod error;
 #[cfg(feature = "http")]
 pub mod http;
 mod keys;
+pub mod shred;
 
 pub use client::RelayClient;
 pub use engine::{Progress, SyncReport, sync};

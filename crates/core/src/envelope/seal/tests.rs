@@ -316,3 +316,53 @@ proptest! {
         prop_assert_eq!(opened.header.seq, seq);
     }
 }
+
+#[test]
+fn a_snapshot_part_round_trips_and_its_counts_are_bounded() {
+    use crate::envelope::snapshot::{Cover, SavedCase, ShredReason, Snapshot, Tombstone};
+    let f = fixture();
+    let part = Snapshot {
+        id: [7; 16],
+        part: 1,
+        parts: 2,
+        floor: 1,
+        covers: vec![Cover {
+            device: f.device.device_id(),
+            seq: 9,
+            id: Digest::of(b"nine"),
+        }],
+        tombstones: vec![Tombstone {
+            case: CaseId::from_bytes([3; 16]),
+            by: f.device.device_id(),
+            at: 1_780_000_000,
+            reason: ShredReason::ConsentWithdrawn,
+        }],
+        labels: vec![(f.device.device_id(), "مكتب / Office".to_owned())],
+        cases: vec![SavedCase {
+            case: CaseId::from_bytes([4; 16]),
+            doc: b"saved document bytes".to_vec(),
+        }],
+    };
+    let recipient = f.keys.get(1).unwrap().recipient();
+    let env = seal_snapshot(f.header(1, Digest::ZERO), &part, &recipient, &f.device).unwrap();
+    assert_eq!(env.header().kind, Kind::Snapshot);
+    let opened = f.open(&env).unwrap();
+    assert!(opened.changes.is_empty());
+    assert_eq!(opened.snapshot, Some(part.clone()));
+
+    // A count that the input cannot hold is refused before allocating.
+    let mut payload = Vec::new();
+    crate::envelope::snapshot::encode(&mut payload, &part).unwrap();
+    let covers_at = 16 + 12;
+    payload[covers_at..covers_at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+    assert!(matches!(
+        crate::envelope::snapshot::decode(&payload),
+        Err(WireError::CountTooLarge { .. })
+    ));
+    // A part number outside the snapshot is refused.
+    let mut bad = part;
+    bad.part = 2;
+    let mut payload = Vec::new();
+    crate::envelope::snapshot::encode(&mut payload, &bad).unwrap();
+    assert!(crate::envelope::snapshot::decode(&payload).is_err());
+}
