@@ -300,3 +300,144 @@ fn an_intake_form_left_alone_is_discarded() {
     );
     assert!(case_ids(&device).is_empty());
 }
+
+/// Every note text that the keys `device` holds can read out of the relay
+/// database at `db`: its epoch keys, plus any its receiving keys open from
+/// the key envelopes stored there.
+fn readable_notes(device: &Device, db: &Path) -> Vec<String> {
+    use amana_core::case::CaseDoc;
+    use amana_core::keys::delivery::KeyEnvelope;
+    use std::collections::BTreeMap;
+    let store = device.unlock();
+    let roster = store.roster().unwrap().unwrap();
+    let me = store.keys().device_id();
+    let relay = SqliteStore::open(db).unwrap();
+    let mut keys = store.epoch_keys().unwrap();
+    let receiving = store.receiving_keys().unwrap();
+    for bytes in relay.key_envelopes(roster.team(), me).unwrap() {
+        if let Ok((key, _)) = KeyEnvelope::parse(bytes)
+            .unwrap()
+            .open(&roster, me, &receiving)
+        {
+            keys.insert(key);
+        }
+    }
+    let mut changes: BTreeMap<_, Vec<Vec<u8>>> = BTreeMap::new();
+    let mut docs = Vec::new();
+    for stored in relay.envelopes_after(roster.team(), 0, 100_000).unwrap() {
+        let envelope = SealedEnvelope::parse(stored.bytes, &EnvelopeLimits::default()).unwrap();
+        let author = roster
+            .device(&envelope.header().device)
+            .unwrap()
+            .entry
+            .signing_key;
+        if let Ok(opened) = seal::open(&envelope, roster.team(), &author, &keys) {
+            for c in opened.changes {
+                changes.entry(c.case).or_default().push(c.change);
+            }
+            for c in opened.snapshot.into_iter().flat_map(|s| s.cases) {
+                docs.push(CaseDoc::load(&c.doc, me).unwrap());
+            }
+        }
+    }
+    for batch in changes.values() {
+        docs.push(CaseDoc::from_changes(batch, me).unwrap());
+    }
+    let mut notes: Vec<String> = docs
+        .iter()
+        .filter_map(|d| d.read().ok())
+        .flat_map(|v| v.case.notes.into_iter().map(|n| n.text))
+        .collect();
+    notes.sort();
+    notes.dedup();
+    notes
+}
+
+#[test]
+fn a_shredded_case_leaves_no_readable_trace_in_any_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let mut relay = Relay::start(&root.join("relay"), free_port());
+    let office = office(root, &relay);
+    let a = enrol(root, &office, "field-a", "field");
+    let b = enrol(root, &office, "field-b", "field");
+    let canary = "CANARY-SHREDDED she asked that her record be destroyed";
+    let doomed = record(root, &a, canary);
+    let kept = record(root, &a, "kept: follow-up with legal aid");
+    for device in [&a, &office, &b] {
+        device.ok(&["sync"]);
+    }
+
+    // An operator's backup of the relay, taken before the shred.
+    relay.stop();
+    let backup = root.join("relay-backup.sqlite");
+    std::fs::copy(relay.dir.join("relay.sqlite"), &backup).unwrap();
+    relay.restart();
+    assert!(
+        readable_notes(&b, &backup).iter().any(|n| n == canary),
+        "positive control: before the shred, b's keys read the case"
+    );
+
+    // Refusals first: a field device, a missing confirmation.
+    let refused = a.run(&[
+        "cases",
+        "shred",
+        &doomed,
+        "--reason",
+        "consent-withdrawn",
+        "--yes",
+    ]);
+    assert_eq!(code(&refused), Some(5), "{}", stderr(&refused));
+    let unconfirmed = office.run(&["cases", "shred", &doomed, "--reason", "consent-withdrawn"]);
+    assert_eq!(code(&unconfirmed), Some(2), "{}", stderr(&unconfirmed));
+
+    let done = office.json(&[
+        "cases",
+        "shred",
+        &doomed[..10],
+        "--reason",
+        "consent-withdrawn",
+        "--yes",
+    ]);
+    assert_eq!(done["case"], doomed.as_str());
+    assert_eq!(done["epoch"], 2);
+    assert_eq!(done["epochs_retired"], 1);
+    for device in [&a, &b, &office] {
+        let report = device.json(&["sync"]);
+        assert_eq!(report["quarantined"].as_array().unwrap().len(), 0);
+    }
+    for device in [&office, &a, &b] {
+        assert_eq!(case_ids(device), vec![kept.clone()], "{}", device.name);
+        let trail = device.json(&["cases", "shredded"]);
+        assert_eq!(trail[0]["case"], doomed.as_str());
+        assert_eq!(trail[0]["reason"], "consent-withdrawn");
+        assert!(device.ok(&["cases", "show", &kept]).contains("legal aid"));
+    }
+
+    // Nothing any device holds reads the case: not from the relay's data,
+    // not from the backup. Raw files hold no trace either.
+    relay.stop();
+    let live = relay.dir.join("relay.sqlite");
+    for device in [&office, &a, &b] {
+        for db in [&live, &backup] {
+            let notes = readable_notes(device, db);
+            assert!(
+                !notes.iter().any(|n| n == canary),
+                "{} via {}",
+                device.name,
+                db.display()
+            );
+        }
+        assert!(
+            readable_notes(device, &live)
+                .iter()
+                .any(|n| n.contains("legal aid")),
+            "the kept case still reads"
+        );
+    }
+    let (_, hits) = scan(
+        &[&office.dir, &a.dir, &b.dir, &relay.dir, &backup],
+        &[canary, "CANARY-SHREDDED"],
+    );
+    assert!(hits.is_empty(), "{hits:?}");
+}

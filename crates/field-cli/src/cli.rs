@@ -230,6 +230,36 @@ pub enum CasesCommand {
     },
     /// List the editable fields and their accepted values.
     Fields,
+    /// Destroy a case on every device and at the relay, for good (admin
+    /// device only; needs the relay). Only a tombstone remains: the case
+    /// id, who shredded it, when, and the reason code.
+    Shred {
+        /// Case id (or its first characters).
+        id: String,
+        /// Why.
+        #[arg(long, value_enum)]
+        reason: ShredReasonArg,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// List the shredded cases (the audit trail that remains).
+    Shredded,
+}
+
+/// Why a case is shredded.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ShredReasonArg {
+    /// The survivor withdrew consent to keeping the record.
+    ConsentWithdrawn,
+    /// The survivor asked to be forgotten.
+    SurvivorRequest,
+    /// Keeping the record endangers someone.
+    SafetyRisk,
+    /// Recorded by mistake.
+    EnteredInError,
+    /// Duplicates another case.
+    Duplicate,
 }
 
 /// `amana referral …`.

@@ -75,7 +75,11 @@ pub fn shred<T: Transport>(
         });
     }
     let case = store.resolve_case_id(prefix)?;
-    store.case(case)?;
+    // A case shredded before can be shredded again (to remove a late
+    // write to it that reached the relay under the current epoch).
+    if !store.shredded_cases()?.contains(&case) {
+        store.case(case)?;
+    }
     // Everything written so far is applied here before the snapshot.
     engine::sync(store, client, env, progress)?;
     let tombstone = Tombstone {

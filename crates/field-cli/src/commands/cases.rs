@@ -15,8 +15,11 @@ use anyhow::Context;
 use chrono::NaiveDate;
 use serde_json::json;
 
-use crate::app::App;
-use crate::cli::{CasesCommand, FollowupArgs, ReferralArgs};
+use amana_core::envelope::snapshot::ShredReason;
+use amana_core::sync::shred;
+
+use crate::app::{self, App};
+use crate::cli::{CasesCommand, FollowupArgs, ReferralArgs, ShredReasonArg};
 use crate::exit::Invalid;
 use crate::render;
 
@@ -27,7 +30,130 @@ pub fn run(app: &App, command: CasesCommand) -> anyhow::Result<()> {
         CasesCommand::Show { id } => show(app, &id),
         CasesCommand::Update { id, field, value } => update(app, &id, &field, &value),
         CasesCommand::Fields => fields(app),
+        CasesCommand::Shred { id, reason, yes } => shred(app, &id, reason, yes),
+        CasesCommand::Shredded => shredded(app),
     }
+}
+
+fn shred(app: &App, id: &str, reason: ShredReasonArg, yes: bool) -> anyhow::Result<()> {
+    let reason = match reason {
+        ShredReasonArg::ConsentWithdrawn => ShredReason::ConsentWithdrawn,
+        ShredReasonArg::SurvivorRequest => ShredReason::SurvivorRequest,
+        ShredReasonArg::SafetyRisk => ShredReason::SafetyRisk,
+        ShredReasonArg::EnteredInError => ShredReason::EnteredInError,
+        ShredReasonArg::Duplicate => ShredReason::Duplicate,
+    };
+    let mut store = app.unlock()?;
+    let case = store.resolve_case_id(id)?;
+    if !yes {
+        // Confirm with the survivor code (or, for a case shredded before,
+        // the start of its id).
+        let hex = case.to_hex();
+        let code = match store.case(case) {
+            Ok(view) => view.case.survivor_code.as_str().to_owned(),
+            Err(_) => hex[..12].to_owned(),
+        };
+        confirm_shred(&hex, &code)?;
+    }
+    let mut client = app::client(&store)?;
+    let mut env = app::system_env();
+    let done = shred::shred(
+        &mut store,
+        &mut client,
+        &mut env,
+        &case.to_hex(),
+        reason,
+        &mut |_| {},
+    )?;
+    if app.json {
+        println!(
+            "{}",
+            json!({
+                "case": done.tombstone.case.to_hex(),
+                "reason": reason.name(),
+                "at": done.tombstone.at,
+                "epoch": done.epoch,
+                "cases_kept": done.cases_kept,
+                "snapshot_parts": done.snapshot_parts,
+                "epochs_retired": done.epochs_retired,
+            })
+        );
+    } else {
+        println!(
+            "Case {} shredded ({}). New team key: epoch {}; a snapshot of the {} other case(s) \
+             went to the relay, and this device destroyed the old key(s).",
+            &case.to_hex()[..12],
+            reason.name(),
+            done.epoch,
+            done.cases_kept
+        );
+        println!(
+            "It is gone from each device once that device syncs. Devices that never sync again \
+             keep their copy: revoke lost ones with `amana team revoke`."
+        );
+    }
+    Ok(())
+}
+
+fn confirm_shred(id: &str, code: &str) -> anyhow::Result<()> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        anyhow::bail!(Invalid(
+            "shredding needs confirmation: run it in a terminal, or pass --yes".into()
+        ));
+    }
+    eprint!(
+        "This destroys case {} on every device, for good.\n\
+         Type {code} to go on: ",
+        &id[..12]
+    );
+    std::io::Write::flush(&mut std::io::stderr()).ok();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdin.lock(), &mut line)?;
+    if line.trim() != code {
+        anyhow::bail!(Invalid("not confirmed; nothing was shredded".into()));
+    }
+    Ok(())
+}
+
+fn shredded(app: &App) -> anyhow::Result<()> {
+    let store = app.unlock()?;
+    let tombstones = store.tombstones()?;
+    let labels = store.labels()?;
+    let by = |id: &amana_core::DeviceId| labels.get(id).cloned().unwrap_or_else(|| id.to_hex());
+    if app.json {
+        let items: Vec<_> = tombstones
+            .iter()
+            .map(|t| {
+                json!({
+                    "case": t.case.to_hex(),
+                    "by": t.by.to_hex(),
+                    "by_label": labels.get(&t.by),
+                    "at": t.at,
+                    "reason": t.reason.name(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(items));
+        return Ok(());
+    }
+    if tombstones.is_empty() {
+        println!("No case has been shredded.");
+        return Ok(());
+    }
+    println!("{:<34} {:<26} {:<18} by", "case", "when (UTC)", "reason");
+    for t in &tombstones {
+        let when = chrono::DateTime::from_timestamp(t.at as i64, 0)
+            .map(|d| d.format("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_default();
+        println!(
+            "{:<34} {when:<26} {:<18} {}",
+            t.case.to_hex(),
+            t.reason.name(),
+            by(&t.by)
+        );
+    }
+    Ok(())
 }
 
 fn list(app: &App) -> anyhow::Result<()> {

@@ -109,6 +109,10 @@ pub fn sync_now(app: &App) -> anyhow::Result<()> {
                 "changes_applied": report.applied_changes,
                 "epoch_keys_received": report.epoch_keys_received,
                 "forgotten_cases": report.forgotten_cases,
+                "cases_shredded": report.cases_shredded,
+                "epochs_retired": report.epochs_retired,
+                "republished": report.republished,
+                "late_writers_to_shredded": report.late_writers_to_shredded.iter().map(|d| d.to_hex()).collect::<Vec<_>>(),
                 "quarantined": report.quarantined,
                 "requests": report.requests,
                 "bytes_sent": report.bytes_sent,
@@ -129,6 +133,33 @@ pub fn sync_now(app: &App) -> anyhow::Result<()> {
                 report.forgotten_cases
             );
         }
+        if report.cases_shredded > 0 {
+            println!(
+                "{} case(s) were shredded by the office and are gone from this device.",
+                report.cases_shredded
+            );
+        }
+        if report.epochs_retired > 0 {
+            println!(
+                "Destroyed {} old team key(s){}.",
+                report.epochs_retired,
+                if report.republished > 0 {
+                    format!(
+                        " after re-sending {} change(s) of yours under the new key",
+                        report.republished
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+    for device in &report.late_writers_to_shredded {
+        eprintln!(
+            "WARNING: device {device} wrote to a shredded case under the current team key. \
+             The change was discarded here, but the relay holds it: shred the case again from an \
+             admin device."
+        );
     }
     if !report.quarantined.is_empty() {
         for reason in &report.quarantined {
