@@ -11,7 +11,13 @@
 //! ```text
 //! header (82 bytes) ‖ signature (64 bytes) ‖ body (header.body_len bytes)
 //! signature = Ed25519(device key, "amana/v1/envelope\0" ‖ header ‖ SHA-256(body))
+//! id        = SHA-256("amana/v1/envelope-id\0" ‖ header ‖ signature ‖ SHA-256(body))
 //! ```
+//!
+//! The id commits to the body through its hash, so an envelope whose body
+//! the relay dropped (its epoch retired after a shred) can travel as a
+//! *stub*, `header ‖ signature ‖ SHA-256(body)`, and still be verified
+//! (signature) and chained (id) by every client.
 
 #[cfg(feature = "client")]
 pub mod seal;
@@ -34,6 +40,10 @@ pub const HEADER_LEN: usize = 82;
 pub const SIGNATURE_LEN: usize = 64;
 /// Domain separation tag for envelope signatures.
 const DOMAIN: &[u8] = b"amana/v1/envelope\0";
+/// Domain separation tag for envelope ids.
+const ID_DOMAIN: &[u8] = b"amana/v1/envelope-id\0";
+/// Length of a stub: header, signature and the body's hash.
+pub const STUB_LEN: usize = HEADER_LEN + SIGNATURE_LEN + 32;
 
 /// What an envelope carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -240,12 +250,12 @@ impl SealedEnvelope {
         if DeviceId::for_key(key) != self.header.device {
             return Err(EnvelopeError::BadSignature);
         }
-        let signature = Signature::from_bytes(&self.signature());
-        key.verify_strict(
-            &signed_message(&self.bytes[..HEADER_LEN], self.body()),
-            &signature,
+        verify(
+            key,
+            &self.bytes[..HEADER_LEN],
+            &self.signature(),
+            &Digest::of(self.body()),
         )
-        .map_err(|_| EnvelopeError::BadSignature)
     }
 
     /// The parsed header.
@@ -276,18 +286,187 @@ impl SealedEnvelope {
         self.bytes
     }
 
-    /// The envelope id: SHA-256 of the whole envelope. The next envelope of
-    /// the same device names it as `prev`.
+    /// The envelope id (see the module docs). The next envelope of the
+    /// same device names it as `prev`.
     pub fn id(&self) -> Digest {
-        Digest::of(&self.bytes)
+        envelope_id(
+            &self.bytes[..HEADER_LEN],
+            &self.signature(),
+            &Digest::of(self.body()),
+        )
     }
+
+    /// The envelope without its body: what a relay keeps once the
+    /// envelope's epoch is retired.
+    pub fn stub(&self) -> EnvelopeStub {
+        let mut bytes = Vec::with_capacity(STUB_LEN);
+        bytes.extend_from_slice(&self.bytes[..HEADER_LEN + SIGNATURE_LEN]);
+        bytes.extend_from_slice(Digest::of(self.body()).as_bytes());
+        EnvelopeStub {
+            header: self.header.clone(),
+            bytes,
+        }
+    }
+}
+
+/// An envelope reduced to `header ‖ signature ‖ SHA-256(body)`: its body
+/// was dropped because its epoch is retired. It verifies and chains like
+/// the whole envelope; its content is gone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvelopeStub {
+    header: EnvelopeHeader,
+    bytes: Vec<u8>,
+}
+
+impl EnvelopeStub {
+    /// Parses a stub.
+    pub fn parse(bytes: Vec<u8>) -> Result<Self, EnvelopeError> {
+        if bytes.len() != STUB_LEN {
+            return Err(EnvelopeError::Truncated {
+                needed: STUB_LEN,
+                found: bytes.len(),
+            });
+        }
+        let mut header_bytes = [0u8; HEADER_LEN];
+        header_bytes.copy_from_slice(&bytes[..HEADER_LEN]);
+        let header = EnvelopeHeader::decode(&header_bytes)?;
+        Ok(Self { header, bytes })
+    }
+
+    /// The header.
+    pub fn header(&self) -> &EnvelopeHeader {
+        &self.header
+    }
+
+    fn signature(&self) -> [u8; SIGNATURE_LEN] {
+        let mut out = [0u8; SIGNATURE_LEN];
+        out.copy_from_slice(&self.bytes[HEADER_LEN..HEADER_LEN + SIGNATURE_LEN]);
+        out
+    }
+
+    fn body_hash(&self) -> Digest {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(&self.bytes[HEADER_LEN + SIGNATURE_LEN..]);
+        Digest::from_bytes(out)
+    }
+
+    /// Checks the author's signature (it covers the body's hash).
+    pub fn verify_signature(&self, key: &VerifyingKey) -> Result<(), EnvelopeError> {
+        if DeviceId::for_key(key) != self.header.device {
+            return Err(EnvelopeError::BadSignature);
+        }
+        verify(
+            key,
+            &self.bytes[..HEADER_LEN],
+            &self.signature(),
+            &self.body_hash(),
+        )
+    }
+
+    /// The id of the whole envelope it stands for.
+    pub fn id(&self) -> Digest {
+        envelope_id(&self.bytes[..HEADER_LEN], &self.signature(), &self.body_hash())
+    }
+
+    /// The stub's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// An envelope as a relay stores and serves it: whole, or a stub.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stored {
+    /// The whole envelope.
+    Whole(SealedEnvelope),
+    /// Its body was dropped.
+    Stub(EnvelopeStub),
+}
+
+impl Stored {
+    /// Parses stored bytes: exactly [`STUB_LEN`] bytes whose header names
+    /// a longer body are a stub (no age file is 32 bytes long), anything
+    /// else must be a whole envelope.
+    pub fn parse(bytes: Vec<u8>, limits: &EnvelopeLimits) -> Result<Self, EnvelopeError> {
+        if is_stub(&bytes) {
+            EnvelopeStub::parse(bytes).map(Stored::Stub)
+        } else {
+            SealedEnvelope::parse(bytes, limits).map(Stored::Whole)
+        }
+    }
+
+    /// The header.
+    pub fn header(&self) -> &EnvelopeHeader {
+        match self {
+            Stored::Whole(e) => e.header(),
+            Stored::Stub(s) => s.header(),
+        }
+    }
+
+    /// The envelope id.
+    pub fn id(&self) -> Digest {
+        match self {
+            Stored::Whole(e) => e.id(),
+            Stored::Stub(s) => s.id(),
+        }
+    }
+}
+
+fn is_stub(bytes: &[u8]) -> bool {
+    bytes.len() == STUB_LEN
+        && u32::from_be_bytes([bytes[78], bytes[79], bytes[80], bytes[81]]) as usize != 32
+}
+
+/// The id of stored envelope bytes (whole or stub), without checking
+/// anything else; `None` if too short to hold a header and signature.
+pub fn id_of(bytes: &[u8]) -> Option<Digest> {
+    let prefix = HEADER_LEN + SIGNATURE_LEN;
+    if bytes.len() < prefix {
+        return None;
+    }
+    let body_hash = if is_stub(bytes) {
+        Digest::from_bytes(bytes[prefix..].try_into().ok()?)
+    } else {
+        Digest::of(&bytes[prefix..])
+    };
+    Some(envelope_id(
+        &bytes[..HEADER_LEN],
+        &bytes[HEADER_LEN..prefix],
+        &body_hash,
+    ))
+}
+
+fn envelope_id(header: &[u8], signature: &[u8], body_hash: &Digest) -> Digest {
+    let mut msg = Vec::with_capacity(ID_DOMAIN.len() + HEADER_LEN + SIGNATURE_LEN + 32);
+    msg.extend_from_slice(ID_DOMAIN);
+    msg.extend_from_slice(header);
+    msg.extend_from_slice(signature);
+    msg.extend_from_slice(body_hash.as_bytes());
+    Digest::of(&msg)
+}
+
+fn verify(
+    key: &VerifyingKey,
+    header: &[u8],
+    signature: &[u8; SIGNATURE_LEN],
+    body_hash: &Digest,
+) -> Result<(), EnvelopeError> {
+    key.verify_strict(
+        &signed_message_hashed(header, body_hash),
+        &Signature::from_bytes(signature),
+    )
+    .map_err(|_| EnvelopeError::BadSignature)
 }
 
 /// The message an envelope signature covers.
 fn signed_message(header: &[u8], body: &[u8]) -> Vec<u8> {
+    signed_message_hashed(header, &Digest::of(body))
+}
+
+fn signed_message_hashed(header: &[u8], body_hash: &Digest) -> Vec<u8> {
     let mut msg = Vec::with_capacity(DOMAIN.len() + HEADER_LEN + 32);
     msg.extend_from_slice(DOMAIN);
     msg.extend_from_slice(header);
-    msg.extend_from_slice(Digest::of(body).as_bytes());
+    msg.extend_from_slice(body_hash.as_bytes());
     msg
 }

@@ -132,7 +132,9 @@ impl DeviceStore {
             let bytes = self
                 .sealer
                 .open("own_log", &(seq as u64).to_be_bytes(), &sealed)?;
-            Ok((seq as u64, Digest::of(&bytes)))
+            let id = crate::envelope::id_of(&bytes)
+                .ok_or_else(|| StoreError::Corrupt("an own envelope is too short".into()))?;
+            Ok((seq as u64, id))
         })
         .transpose()
     }

@@ -486,7 +486,9 @@ async fn get_receipts(
                 team,
                 device,
                 seq,
-                envelope: amana_core::Digest::of(&stored.bytes),
+                envelope: amana_core::envelope::id_of(&stored.bytes).ok_or_else(|| {
+                    ApiError::from(crate::store::StoreError::Corrupt("a stored envelope is too short".into()))
+                })?,
                 cursor: stored.cursor,
             };
             receipts.push(hex::encode(receipt.sign(&state.key)));

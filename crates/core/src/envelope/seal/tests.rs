@@ -87,7 +87,8 @@ fn round_trip_and_reparse() {
     let opened = f.open(&env).unwrap();
     assert_eq!(opened.changes, changes);
     assert_eq!(opened.header, *env.header());
-    assert_eq!(opened.id, Digest::of(env.as_bytes()));
+    assert_eq!(opened.id, crate::envelope::id_of(env.as_bytes()).unwrap());
+    assert_eq!(opened.id, env.stub().id());
 }
 
 #[test]
@@ -365,4 +366,36 @@ fn a_snapshot_part_round_trips_and_its_counts_are_bounded() {
     let mut payload = Vec::new();
     crate::envelope::snapshot::encode(&mut payload, &bad).unwrap();
     assert!(crate::envelope::snapshot::decode(&payload).is_err());
+}
+
+#[test]
+fn a_stub_verifies_and_chains_like_the_whole_envelope() {
+    use crate::envelope::{EnvelopeStub, STUB_LEN, Stored};
+    let f = fixture();
+    let env = f.seal(&[change(1, "a change")]);
+    let stub = env.stub();
+    assert_eq!(stub.as_bytes().len(), STUB_LEN);
+    assert_eq!(stub.id(), env.id());
+    stub.verify_signature(&f.device.verifying_key()).unwrap();
+    let limits = EnvelopeLimits::default();
+    assert!(matches!(
+        Stored::parse(stub.as_bytes().to_vec(), &limits).unwrap(),
+        Stored::Stub(_)
+    ));
+    assert!(matches!(
+        Stored::parse(env.as_bytes().to_vec(), &limits).unwrap(),
+        Stored::Whole(_)
+    ));
+    // Any changed byte of a stub breaks its signature.
+    for at in 0..STUB_LEN {
+        let mut bytes = stub.as_bytes().to_vec();
+        bytes[at] ^= 0x10;
+        let Ok(changed) = EnvelopeStub::parse(bytes) else {
+            continue;
+        };
+        assert!(
+            changed.verify_signature(&f.device.verifying_key()).is_err(),
+            "flip at {at}"
+        );
+    }
 }
