@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use amana_core::envelope::{EnvelopeLimits, SealedEnvelope, seal};
+use amana_core::envelope::{EnvelopeLimits, SealedEnvelope, Stored, seal};
 use amana_core::keys::keystore::{self, Passphrase};
 use amana_e2e::field::{Device, Relay, case_ids, enrol, free_port, office, record, scan};
 use amana_sync_server::store::{RelayStore, SqliteStore};
@@ -325,7 +325,11 @@ fn readable_notes(device: &Device, db: &Path) -> Vec<String> {
     let mut changes: BTreeMap<_, Vec<Vec<u8>>> = BTreeMap::new();
     let mut docs = Vec::new();
     for stored in relay.envelopes_after(roster.team(), 0, 100_000).unwrap() {
-        let envelope = SealedEnvelope::parse(stored.bytes, &EnvelopeLimits::default()).unwrap();
+        let Stored::Whole(envelope) =
+            Stored::parse(stored.bytes, &EnvelopeLimits::default()).unwrap()
+        else {
+            continue;
+        };
         let author = roster
             .device(&envelope.header().device)
             .unwrap()
@@ -402,6 +406,10 @@ fn a_shredded_case_leaves_no_readable_trace_in_any_directory() {
     assert_eq!(done["case"], doomed.as_str());
     assert_eq!(done["epoch"], 2);
     assert_eq!(done["epochs_retired"], 1);
+    assert_eq!(
+        done["bodies_dropped_at_relay"], 1,
+        "a's one envelope of epoch 1"
+    );
     for device in [&a, &b, &office] {
         let report = device.json(&["sync"]);
         assert_eq!(report["quarantined"].as_array().unwrap().len(), 0);

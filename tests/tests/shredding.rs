@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use amana_core::envelope::seal;
 use amana_core::envelope::snapshot::ShredReason;
-use amana_core::envelope::{EnvelopeLimits, SealedEnvelope};
+use amana_core::envelope::{EnvelopeLimits, STUB_LEN, Stored};
 use amana_core::keys::delivery::KeyEnvelope;
 use amana_core::roster::{Role, Roster};
 use amana_core::store::DeviceStore;
@@ -61,7 +61,11 @@ fn readable_cases(
     }
     let mut cases = BTreeSet::new();
     for bytes in &copy.envelopes {
-        let envelope = SealedEnvelope::parse(bytes.clone(), &EnvelopeLimits::default()).unwrap();
+        let Stored::Whole(envelope) =
+            Stored::parse(bytes.clone(), &EnvelopeLimits::default()).unwrap()
+        else {
+            continue;
+        };
         let author = roster
             .device(&envelope.header().device)
             .unwrap()
@@ -143,6 +147,7 @@ fn a_shredded_case_is_unrecoverable_everywhere_and_nothing_else_is_lost() {
     assert_eq!(done.epoch, 2);
     assert_eq!(done.cases_kept, 2);
     assert_eq!(done.epochs_retired, 1);
+    assert!(done.bodies_dropped_at_relay > 0);
     assert!(office.case(doomed).is_err());
     assert_eq!(
         office.epoch_keys().unwrap().epochs().collect::<Vec<_>>(),
@@ -160,6 +165,22 @@ fn a_shredded_case_is_unrecoverable_everywhere_and_nothing_else_is_lost() {
     for store in [&mut volunteer, &mut a, &mut office] {
         w.sync(store).unwrap();
     }
+    // The relay holds only stubs of epoch-1 envelopes, including b's,
+    // which arrived after the compaction: it keeps no body of a retired
+    // epoch.
+    let (stored, _) = w.relay.store().page(w.team, 0, 100_000).unwrap();
+    let b_id = b.keys().device_id();
+    let mut late_stub = false;
+    for e in &stored {
+        let form = Stored::parse(e.bytes.clone(), &EnvelopeLimits::default()).unwrap();
+        assert_eq!(
+            form.header().epoch < 2,
+            e.bytes.len() == STUB_LEN,
+            "old epochs as stubs, new ones whole"
+        );
+        late_stub |= form.header().device == b_id && form.header().epoch == 1;
+    }
+    assert!(late_stub);
 
     // The case is gone, its tombstone kept; the rest is intact everywhere.
     for store in [&office, &a, &b] {
@@ -238,6 +259,19 @@ fn shredding_refusals_change_nothing() {
         attempt(&mut w, &mut office, "ffffffff"),
         Err(SyncError::Store(_))
     ));
+    // Nothing is retired, so the relay has nothing to compact.
+    let mut env = w.env();
+    let mut client = RelayClient::new(&mut w.relay, w.team);
+    let refused = client.compact(&mut env, office.keys(), 1);
+    assert!(
+        matches!(&refused, Err(SyncError::Refused { code, .. }) if code == "nothing_to_compact"),
+        "{refused:?}"
+    );
+    let refused = client.compact(&mut env, field.keys(), 1);
+    assert!(
+        matches!(&refused, Err(SyncError::Refused { code, .. }) if code == "not_an_admin"),
+        "{refused:?}"
+    );
     for store in [&mut field, &mut office, &mut second] {
         w.sync(store).unwrap();
         assert!(store.case(id).is_ok());

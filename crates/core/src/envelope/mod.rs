@@ -365,7 +365,11 @@ impl EnvelopeStub {
 
     /// The id of the whole envelope it stands for.
     pub fn id(&self) -> Digest {
-        envelope_id(&self.bytes[..HEADER_LEN], &self.signature(), &self.body_hash())
+        envelope_id(
+            &self.bytes[..HEADER_LEN],
+            &self.signature(),
+            &self.body_hash(),
+        )
     }
 
     /// The stub's bytes.

@@ -432,6 +432,30 @@ impl<T: Transport> RelayClient<T> {
         framed_list(&binary_ok(&response, framing::RECIPIENTS)?)
     }
 
+    /// `POST …/compact` (admin): asks the relay to drop the bodies of
+    /// retired epochs' envelopes, naming a part of this device's snapshot
+    /// under the forgetting rotation. Returns how many bodies went.
+    pub fn compact(
+        &mut self,
+        env: &mut Env,
+        keys: &DeviceKeys,
+        snapshot_seq: u64,
+    ) -> Result<u64, SyncError> {
+        let body = json!({"snapshot_seq": snapshot_seq});
+        let path = self.path("compact");
+        let response = self.signed(
+            env,
+            keys,
+            Method::Post,
+            path,
+            Some("application/json"),
+            body.to_string().into_bytes(),
+        )?;
+        json_ok(&response)?["envelopes"]
+            .as_u64()
+            .ok_or_else(|| garbage("compaction count missing"))
+    }
+
     /// The relay's current head of every device's log (a page after the
     /// last cursor, so no envelope is sent).
     pub fn heads(&mut self, env: &mut Env, keys: &DeviceKeys) -> Result<Vec<PageHead>, SyncError> {

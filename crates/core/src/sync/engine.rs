@@ -26,7 +26,7 @@ use super::keys;
 use super::{Env, SyncError};
 use crate::case::CaseDoc;
 use crate::envelope::seal::{self, CaseChange};
-use crate::envelope::{EnvelopeHeader, EnvelopeLimits, Kind, SealedEnvelope};
+use crate::envelope::{EnvelopeHeader, EnvelopeLimits, Kind, Stored};
 use crate::error::EnvelopeError;
 use crate::framing::Page;
 use crate::ids::{CaseId, DeviceId, Digest};
@@ -94,6 +94,9 @@ pub struct SyncReport {
     pub republished: usize,
     /// Epoch keys destroyed because their epochs were retired.
     pub epochs_retired: usize,
+    /// Envelope bodies of retired epochs the relay dropped at this admin's
+    /// request.
+    pub bodies_dropped_at_relay: u64,
     /// Requests made.
     pub requests: u64,
     /// Bytes sent (bodies and paths).
@@ -148,6 +151,9 @@ pub fn sync<T: Transport>(
         report.pushed = push(store, client, env, progress)?;
     }
     pulled?;
+    if role == Role::Admin {
+        report.bodies_dropped_at_relay = super::shred::finish_compaction(store, client, env)?;
+    }
     if role.reads_cases() {
         super::shred::retire(store, client, env, &roster, progress, &mut report)?;
     }
@@ -336,7 +342,7 @@ fn envelope_header(bytes: &[u8]) -> Option<EnvelopeHeader> {
     EnvelopeHeader::decode(bytes.first_chunk()?).ok()
 }
 
-fn envelope_seq(bytes: &[u8]) -> Option<u64> {
+pub(super) fn envelope_seq(bytes: &[u8]) -> Option<u64> {
     envelope_header(bytes).map(|h| h.seq)
 }
 
@@ -546,16 +552,18 @@ fn check_envelope(
     heads: &BTreeMap<DeviceId, PeerHead>,
 ) -> Result<seal::OpenedEnvelope, Refusal> {
     let q = |reason: String| Refusal::Quarantine(reason);
-    let envelope = SealedEnvelope::parse(bytes.to_vec(), &EnvelopeLimits::default())
+    let stored = Stored::parse(bytes.to_vec(), &EnvelopeLimits::default())
         .map_err(|e| q(format!("malformed envelope: {e}")))?;
-    let header = envelope.header().clone();
+    let header = stored.header().clone();
     let record = roster
         .check_author(&header)
         .map_err(|e| q(format!("author not allowed: {e}")))?;
     let key = record.entry.signing_key;
-    envelope
-        .verify_signature(&key)
-        .map_err(|e| q(format!("device {} seq {}: {e}", header.device, header.seq)))?;
+    let signed = match &stored {
+        Stored::Whole(envelope) => envelope.verify_signature(&key),
+        Stored::Stub(stub) => stub.verify_signature(&key),
+    };
+    signed.map_err(|e| q(format!("device {} seq {}: {e}", header.device, header.seq)))?;
     let (expected_seq, expected_prev) = heads
         .get(&header.device)
         .map_or((1, Digest::ZERO), |h| (h.seq + 1, h.id));
@@ -577,6 +585,24 @@ fn check_envelope(
             header.device, header.seq
         )));
     }
+    let envelope = match stored {
+        Stored::Whole(envelope) => envelope,
+        // The relay may drop the body of a retired epoch's envelope, and
+        // of nothing else.
+        Stored::Stub(stub) if header.epoch < roster.retired_below() => {
+            return Err(Refusal::Retired(PeerHead {
+                device: header.device,
+                seq: header.seq,
+                id: stub.id(),
+            }));
+        }
+        Stored::Stub(_) => {
+            return Err(q(format!(
+                "device {} seq {}: the relay served it without its body, but epoch {} is not retired",
+                header.device, header.seq, header.epoch
+            )));
+        }
+    };
     if header.kind == Kind::Snapshot && record.entry.role != Role::Admin {
         return Err(q(format!(
             "device {} seq {}: a snapshot from a device that is not an admin",

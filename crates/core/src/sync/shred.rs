@@ -38,6 +38,9 @@ use crate::transport::Transport;
 /// Meta entry: a shred whose rotation (value 0) or snapshot (value: the
 /// epoch rotated to) is still owed.
 const PENDING: &str = "pending_shred";
+/// Meta entry: the seq of a snapshot part whose compaction at the relay is
+/// still owed.
+const PENDING_COMPACT: &str = "pending_compaction";
 /// Soft cap on the saved documents in one snapshot envelope.
 const PART_TARGET_BYTES: usize = 1024 * 1024;
 
@@ -54,6 +57,8 @@ pub struct Shredded {
     pub snapshot_parts: usize,
     /// Epoch keys destroyed on this device.
     pub epochs_retired: usize,
+    /// Envelope bodies of retired epochs the relay dropped.
+    pub bodies_dropped_at_relay: u64,
 }
 
 /// Shreds the case whose id starts with `prefix`, for `reason`.
@@ -100,6 +105,7 @@ pub fn shred<T: Transport>(
         cases_kept: store.cases()?.len(),
         snapshot_parts: progress_now.parts as usize,
         epochs_retired: report.epochs_retired,
+        bodies_dropped_at_relay: report.bodies_dropped_at_relay,
     })
 }
 
@@ -201,8 +207,42 @@ fn publish_snapshot(
             cases: Vec::new(),
             ..snapshot
         })?;
+        store.put_meta(PENDING_COMPACT, &seq.to_be_bytes())?;
     }
     Ok(parts as usize)
+}
+
+/// Once this admin's snapshot has reached the relay, asks it to drop the
+/// bodies of the retired epochs' envelopes (they stay as verifiable stubs).
+/// Returns how many bodies were dropped.
+pub(crate) fn finish_compaction<T: Transport>(
+    store: &mut DeviceStore,
+    client: &mut RelayClient<T>,
+    env: &mut Env,
+) -> Result<u64, SyncError> {
+    let Some(marker) = store.meta(PENDING_COMPACT)? else {
+        return Ok(0);
+    };
+    let seq = marker
+        .as_slice()
+        .try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt("the pending compaction is unreadable".into()))?;
+    let waiting = store.unreceipted()?;
+    if waiting
+        .iter()
+        .any(|bytes| super::engine::envelope_seq(bytes) == Some(seq))
+    {
+        return Ok(0);
+    }
+    let dropped = match client.compact(env, store.keys(), seq) {
+        Ok(n) => n,
+        // Another forgetting rotation made this one moot.
+        Err(SyncError::Refused { code, .. }) if code == "snapshot_missing" => 0,
+        Err(e) => return Err(e),
+    };
+    store.remove_meta(PENDING_COMPACT)?;
+    Ok(dropped)
 }
 
 /// Splits the cases into parts of bounded size (at least one part, so an

@@ -76,16 +76,19 @@ fn shred(app: &App, id: &str, reason: ShredReasonArg, yes: bool) -> anyhow::Resu
                 "cases_kept": done.cases_kept,
                 "snapshot_parts": done.snapshot_parts,
                 "epochs_retired": done.epochs_retired,
+                "bodies_dropped_at_relay": done.bodies_dropped_at_relay,
             })
         );
     } else {
         println!(
             "Case {} shredded ({}). New team key: epoch {}; a snapshot of the {} other case(s) \
-             went to the relay, and this device destroyed the old key(s).",
+             went to the relay, which dropped {} old envelope bodies; this device destroyed the \
+             old key(s).",
             &case.to_hex()[..12],
             reason.name(),
             done.epoch,
-            done.cases_kept
+            done.cases_kept,
+            done.bodies_dropped_at_relay
         );
         println!(
             "It is gone from each device once that device syncs. Devices that never sync again \

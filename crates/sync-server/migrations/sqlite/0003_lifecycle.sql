@@ -22,3 +22,16 @@ CREATE TABLE recipients (
     stored_at INTEGER NOT NULL,       -- unix seconds
     PRIMARY KEY (team, device)
 ) STRICT;
+
+-- Compactions: after a case was shredded, the bodies of envelopes of
+-- retired epochs are dropped (each envelope keeps header, signature and the
+-- body's SHA-256: a stub, still verifiable and chained). One row per
+-- compaction, so an auditor can tell a dropped body from a lost one.
+CREATE TABLE compactions (
+    team BLOB NOT NULL REFERENCES teams (team),
+    below_epoch INTEGER NOT NULL,     -- envelopes of epochs below this one were reduced to stubs
+    compacted_at INTEGER NOT NULL,    -- unix seconds
+    requested_by BLOB NOT NULL,       -- the admin device that asked
+    envelopes INTEGER NOT NULL,       -- how many bodies were dropped
+    bytes_freed INTEGER NOT NULL      -- how many bytes that freed
+) STRICT;

@@ -25,7 +25,7 @@ pub(super) fn bad(code: &'static str, message: &str) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, code, message.to_owned())
 }
 
-fn json_body<T: for<'de> Deserialize<'de>>(
+pub(super) fn json_body<T: for<'de> Deserialize<'de>>(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<T, ApiError> {

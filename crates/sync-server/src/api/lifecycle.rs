@@ -1,6 +1,8 @@
-//! Recipient announcements: a device posts where its next epoch key should
-//! be encrypted to (signed by itself), and admins fetch every device's
-//! newest one when they rotate the epoch. See `docs/relay-api.md`.
+//! Device lifecycle endpoints: recipient announcements (a device posts
+//! where its next epoch key should be encrypted to, signed by itself;
+//! admins fetch every device's newest one when they rotate the epoch), and
+//! compaction after a shred (an admin asks the relay to drop the bodies of
+//! retired epochs' envelopes). See `docs/relay-api.md`.
 
 use std::sync::Arc;
 
@@ -12,7 +14,10 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::enrolment::{bad, require_admin};
+use amana_core::envelope::{EnvelopeLimits, Kind, Stored};
+use serde::Deserialize;
+
+use super::enrolment::{bad, json_body, require_admin};
 use super::{ApiError, AppState, binary, blocking, framing, parse_team, require_type};
 
 pub(super) async fn put_recipient(
@@ -78,6 +83,62 @@ pub(super) async fn get_recipients(
         require_admin(&roster, &device)?;
         let all = state.store.announcements(team)?;
         Ok(binary(framing::RECIPIENTS, framing::join(&all)))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct CompactBody {
+    /// Seq, in the requester's own log, of a part of its snapshot under
+    /// the forgetting rotation.
+    snapshot_seq: u64,
+}
+
+pub(super) async fn compact(
+    State(state): State<Arc<AppState>>,
+    Path(team): Path<String>,
+    method: Method,
+    uri: OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let team = parse_team(&team)?;
+    blocking(move || {
+        let (roster, device) = state.authenticate(team, &method, &uri, &headers, &body)?;
+        require_admin(&roster, &device)?;
+        let request: CompactBody = json_body(&headers, &body)?;
+        let floor = roster.retired_below();
+        if floor <= 1 {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "nothing_to_compact",
+                "no epoch of this team is retired",
+            ));
+        }
+        let snapshot = state
+            .store
+            .envelope_at(team, device, request.snapshot_seq)?
+            .and_then(|stored| Stored::parse(stored.bytes, &EnvelopeLimits::default()).ok())
+            .filter(|s| {
+                matches!(s, Stored::Whole(_))
+                    && s.header().kind == Kind::Snapshot
+                    && s.header().epoch >= floor
+            });
+        if snapshot.is_none() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "snapshot_missing",
+                "the requesting admin has no snapshot under the current epoch at that seq; upload it first",
+            ));
+        }
+        let done = state.store.compact(team, floor, device, state.now())?;
+        tracing::info!(%team, %device, below = floor, envelopes = done.envelopes, "compacted");
+        Ok(Json(json!({
+            "below_epoch": floor,
+            "envelopes": done.envelopes,
+            "bytes_freed": done.bytes_freed,
+        }))
+        .into_response())
     })
     .await
 }

@@ -189,6 +189,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/teams/{team}/receipts", get(get_receipts))
         .route("/v1/teams/{team}/invites", post(enrolment::create_invite))
+        .route("/v1/teams/{team}/compact", post(lifecycle::compact))
         .route(
             "/v1/teams/{team}/recipients",
             get(lifecycle::get_recipients).post(lifecycle::put_recipient),
@@ -371,7 +372,14 @@ async fn upload(
             let result = ingest::check(item, team, device, &roster, &limits)
                 .map_err(ApiError::from)
                 .and_then(|checked| {
-                    let new = checked.as_new();
+                    let mut new = checked.as_new();
+                    // The relay keeps no body of a retired epoch: its
+                    // author re-sends the content under the new epoch.
+                    let stub;
+                    if new.epoch < roster.retired_below() {
+                        stub = checked.envelope().stub();
+                        new.bytes = stub.as_bytes();
+                    }
                     let outcome = state
                         .store
                         .append_envelope(team, &new, state.now(), state.limits.max_team_bytes)?;
@@ -487,7 +495,9 @@ async fn get_receipts(
                 device,
                 seq,
                 envelope: amana_core::envelope::id_of(&stored.bytes).ok_or_else(|| {
-                    ApiError::from(crate::store::StoreError::Corrupt("a stored envelope is too short".into()))
+                    ApiError::from(crate::store::StoreError::Corrupt(
+                        "a stored envelope is too short".into(),
+                    ))
                 })?,
                 cursor: stored.cursor,
             };

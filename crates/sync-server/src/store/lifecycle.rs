@@ -2,11 +2,12 @@
 //! effects on the relay's own tables (revocation bounds, retired key
 //! envelopes), and recipient announcements.
 
+use amana_core::envelope::{EnvelopeLimits, STUB_LEN, Stored};
 use amana_core::{DeviceId, TeamId};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::sqlite::{backend, team_exists};
-use super::{RosterEffect, StoreError};
+use super::{Compaction, RosterEffect, StoreError};
 
 pub(super) fn append_roster_op(
     conn: &mut Connection,
@@ -132,4 +133,85 @@ pub(super) fn announcements(conn: &Connection, team: TeamId) -> Result<Vec<Vec<u
         .query_map([team.as_bytes()], |r| r.get(0))
         .map_err(backend)?;
     rows.collect::<Result<_, _>>().map_err(backend)
+}
+
+pub(super) fn compact(
+    conn: &mut Connection,
+    team: TeamId,
+    below: u32,
+    requested_by: DeviceId,
+    now: u64,
+) -> Result<Compaction, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    team_exists(&tx, team)?;
+    let rows: Vec<(i64, Vec<u8>)> = {
+        let mut stmt = tx
+            .prepare(
+                "SELECT cursor, envelope FROM envelopes
+                 WHERE team = ?1 AND epoch < ?2 AND length(envelope) > ?3",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![team.as_bytes(), below, STUB_LEN as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)?
+    };
+    let mut done = Compaction::default();
+    for (cursor, bytes) in rows {
+        let len = bytes.len() as u64;
+        let stub = match Stored::parse(
+            bytes,
+            &EnvelopeLimits {
+                max_body: usize::MAX,
+                ..EnvelopeLimits::default()
+            },
+        ) {
+            Ok(Stored::Whole(envelope)) => envelope.stub(),
+            Ok(Stored::Stub(_)) => continue,
+            Err(e) => {
+                return Err(StoreError::Corrupt(format!(
+                    "stored envelope at cursor {cursor} does not parse: {e}"
+                )));
+            }
+        };
+        tx.execute(
+            "UPDATE envelopes SET envelope = ?1 WHERE team = ?2 AND cursor = ?3",
+            params![stub.as_bytes(), team.as_bytes(), cursor],
+        )
+        .map_err(backend)?;
+        done.envelopes += 1;
+        done.bytes_freed += len - stub.as_bytes().len() as u64;
+    }
+    tx.execute(
+        "UPDATE teams SET stored_bytes = MAX(0, stored_bytes - ?1) WHERE team = ?2",
+        params![done.bytes_freed as i64, team.as_bytes()],
+    )
+    .map_err(backend)?;
+    tx.execute(
+        "INSERT INTO compactions (team, below_epoch, compacted_at, requested_by, envelopes, bytes_freed)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            team.as_bytes(),
+            below,
+            now as i64,
+            requested_by.as_bytes(),
+            done.envelopes as i64,
+            done.bytes_freed as i64
+        ],
+    )
+    .map_err(backend)?;
+    tx.commit().map_err(backend)?;
+    // No page of a dropped body may stay in the WAL (secure_delete zeroes
+    // the freed pages of the database itself).
+    tx_checkpoint(conn)?;
+    Ok(done)
+}
+
+fn tx_checkpoint(conn: &Connection) -> Result<(), StoreError> {
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .map_err(backend)
 }

@@ -114,6 +114,15 @@ pub enum RosterEffect {
     },
 }
 
+/// What a compaction did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Compaction {
+    /// Envelopes whose body was dropped.
+    pub envelopes: u64,
+    /// Bytes freed.
+    pub bytes_freed: u64,
+}
+
 /// The bound of a revocation, as the relay enforces it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RevocationBound {
@@ -265,6 +274,17 @@ pub trait RelayStore: Send + Sync + 'static {
 
     /// The newest announcement of every device of the team.
     fn announcements(&self, team: TeamId) -> Result<Vec<Vec<u8>>, StoreError>;
+
+    /// Reduces every envelope of an epoch below `below` to its stub (header,
+    /// signature, SHA-256 of the body), records the compaction, and leaves
+    /// no copy of the dropped bodies in the database files.
+    fn compact(
+        &self,
+        team: TeamId,
+        below: u32,
+        requested_by: DeviceId,
+        now: u64,
+    ) -> Result<Compaction, StoreError>;
 
     /// Appends an envelope: idempotent for the same bytes, equivocation
     /// evidence for different bytes at an existing seq, otherwise only as

@@ -8,7 +8,8 @@ use amana_core::{DeviceId, Digest, TeamId};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    Appended, Head, JoinRecord, NewEnvelope, RelayStore, RosterEffect, StoreError, StoredEnvelope,
+    Appended, Compaction, Head, JoinRecord, NewEnvelope, RelayStore, RosterEffect, StoreError,
+    StoredEnvelope,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -65,6 +66,7 @@ impl SqliteStore {
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
              PRAGMA foreign_keys = ON;
+             PRAGMA secure_delete = ON;
              PRAGMA temp_store = MEMORY;",
         )
         .map_err(backend)?;
@@ -183,6 +185,16 @@ impl RelayStore for SqliteStore {
 
     fn announcements(&self, team: TeamId) -> Result<Vec<Vec<u8>>, StoreError> {
         super::lifecycle::announcements(&self.lock(), team)
+    }
+
+    fn compact(
+        &self,
+        team: TeamId,
+        below: u32,
+        requested_by: DeviceId,
+        now: u64,
+    ) -> Result<Compaction, StoreError> {
+        super::lifecycle::compact(&mut self.lock(), team, below, requested_by, now)
     }
 
     fn append_envelope(
