@@ -27,7 +27,7 @@ pub struct Receipt {
     pub device: DeviceId,
     /// The envelope's seq.
     pub seq: u64,
-    /// SHA-256 of the envelope.
+    /// The envelope id (see [`crate::envelope::SealedEnvelope::id`]).
     pub envelope: Digest,
     /// Where the relay stored it in the team's order.
     pub cursor: u64,

@@ -28,7 +28,7 @@ pub struct NewEnvelope<'a> {
     pub prev: Digest,
     /// Its epoch.
     pub epoch: u32,
-    /// SHA-256 of the bytes.
+    /// The envelope id.
     pub id: Digest,
     /// The envelope.
     pub bytes: &'a [u8],
