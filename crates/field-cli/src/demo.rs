@@ -5,9 +5,10 @@
 //! officers and a community volunteer. The field devices record intakes
 //! while offline, including concurrent edits of one shared case; everyone
 //! syncs; the office prints the merged view with the conflict, resolves
-//! it; and an audit shows that no file of the relay or of any device holds
-//! the demo's own strings, and that every receipt the relay gave still
-//! matches what it stores.
+//! it; a lost phone is revoked and a case shredded; and an audit shows
+//! that no file of the relay or of any device holds the demo's own
+//! strings, and that every receipt the relay gave still matches what it
+//! stores (a dropped body included: the receipt names the stub's id).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use amana_core::case::{Case, Intake, Lang, SurvivorCode};
+use amana_core::envelope::snapshot::ShredReason;
+use amana_core::envelope::{EnvelopeLimits, Stored, seal};
 use amana_core::keys::DeviceKeys;
 use amana_core::keys::keystore::{Passphrase, WorkFactor};
 use amana_core::receipt::Receipt;
@@ -22,7 +25,7 @@ use amana_core::roster::Role;
 use amana_core::store::DeviceStore;
 use amana_core::sync::enrol::{self, InviteCode};
 use amana_core::sync::http::HttpTransport;
-use amana_core::sync::{RelayClient, sync};
+use amana_core::sync::{RelayClient, SyncError, admin, shred, sync};
 use amana_core::{CaseId, Digest};
 use amana_sync_server::api::{AppState, system_clock};
 use amana_sync_server::config::Limits;
@@ -302,7 +305,7 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
     field_a
         .store
         .record_intake(&intake(NOTES[1], "Qayyarah", "medium")?)?;
-    field_a
+    let withdrawn = field_a
         .store
         .record_intake(&intake(NOTES[2], "Hammam al-Alil", "low")?)?;
     field_b
@@ -371,7 +374,81 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
         resolved.case.risk.level.code()
     );
 
-    step("8. Audit");
+    step("8. Field officer B's phone is lost; a survivor withdraws her consent");
+    let mut client = RelayClient::new(relay.transport()?, team);
+    let mut env = system_env();
+    let lost = field_b.store.keys().device_id();
+    let revoked = admin::revoke(&mut office.store, &mut client, &mut env, &lost.to_hex())?;
+    println!(
+        "  office revoked field-b (its envelopes up to seq {} stay valid); new team key: epoch {}",
+        revoked.last_seq,
+        revoked.rotation.map_or(0, |r| r.epoch)
+    );
+    let done = shred::shred(
+        &mut office.store,
+        &mut client,
+        &mut env,
+        &withdrawn.to_hex(),
+        ShredReason::ConsentWithdrawn,
+        &mut |_| {},
+    )?;
+    println!(
+        "  office shredded case {}: team key epoch {}, snapshot of the {} other cases, {} old envelope bodies dropped at the relay",
+        &withdrawn.to_hex()[..12],
+        done.epoch,
+        done.cases_kept,
+        done.bodies_dropped_at_relay
+    );
+    for device in [&mut field_a, &mut volunteer] {
+        sync_device(&relay, device)?;
+    }
+    let refused = sync_device(&relay, &mut field_b);
+    ensure!(
+        refused.as_ref().is_err_and(|e| e
+            .chain()
+            .any(|c| matches!(c.downcast_ref(), Some(SyncError::Revoked)))),
+        "the revoked phone could still sync"
+    );
+    println!("  field-b    refused: revoked");
+    ensure!(
+        field_a.store.case(withdrawn).is_err() && office.store.case(withdrawn).is_err(),
+        "the shredded case is still on a device"
+    );
+    // With every key each remaining device holds, no envelope at the relay
+    // opens to the shredded case.
+    let roster = office.store.roster()?.context("no roster")?;
+    let (stored, _) = relay.store.page(team, 0, 100_000)?;
+    for device in [&office, &field_a] {
+        let keys = device.store.epoch_keys()?;
+        for entry in &stored {
+            let Ok(Stored::Whole(envelope)) =
+                Stored::parse(entry.bytes.clone(), &EnvelopeLimits::default())
+            else {
+                continue;
+            };
+            let author = roster
+                .device(&envelope.header().device)
+                .context("an unknown author")?
+                .entry
+                .signing_key;
+            if let Ok(opened) = seal::open(&envelope, team, &author, &keys) {
+                let names_it = opened.changes.iter().any(|c| c.case == withdrawn)
+                    || opened
+                        .snapshot
+                        .is_some_and(|s| s.cases.iter().any(|c| c.case == withdrawn));
+                ensure!(
+                    !names_it,
+                    "{} can still read the shredded case",
+                    device.name
+                );
+            }
+        }
+    }
+    println!(
+        "  field-a and the office: the case is gone, and no key they hold opens it at the relay"
+    );
+
+    step("9. Audit");
     let mut needles: Vec<String> = NOTES.iter().map(|s| (*s).to_owned()).collect();
     for view in &views {
         needles.push(view.case.survivor_code.as_str().to_owned());
