@@ -226,6 +226,12 @@ fn a_shredded_case_is_unrecoverable_everywhere_and_nothing_else_is_lost() {
     assert!(late.case(doomed).is_err());
     assert_eq!(late.tombstones().unwrap().len(), 1);
     assert!(late.labels().unwrap().values().any(|l| l == "field-a"));
+    // Labels sealed to the retired key stay usable where they were read.
+    let mut env = w.env();
+    let mut client = RelayClient::new(&mut w.relay, w.team);
+    let revoked =
+        amana_core::sync::admin::revoke(&mut office, &mut client, &mut env, "field-a").unwrap();
+    assert_eq!(revoked.device, a.keys().device_id());
 }
 
 #[test]

@@ -65,7 +65,7 @@ pub struct Revocation {
 /// Finds a device of the roster by the start of its id or by its label.
 pub fn find_device(
     roster: &Roster,
-    keyring: &crate::keys::EpochKeyring,
+    labels: &BTreeMap<DeviceId, String>,
     which: &str,
 ) -> Result<DeviceId, SyncError> {
     let wanted = which.trim();
@@ -74,7 +74,8 @@ pub fn find_device(
         .devices()
         .filter(|d| {
             (lower.len() >= 4 && d.entry.id().to_hex().starts_with(&lower))
-                || super::enrol::device_label(&d.entry, keyring)
+                || labels
+                    .get(&d.entry.id())
                     .is_some_and(|label| label.trim().to_lowercase() == lower)
         })
         .map(|d| d.entry.id())
@@ -97,7 +98,8 @@ pub fn revoke<T: Transport>(
     let mut last_error = None;
     for _ in 0..ATTEMPTS {
         let mut roster = require_admin(store, client, env)?;
-        let device = find_device(&roster, &store.epoch_keys()?, which)?;
+        let labels = super::enrol::device_labels(store, &roster)?;
+        let device = find_device(&roster, &labels, which)?;
         if device == me {
             return Err(SyncError::RevokeSelf);
         }

@@ -359,7 +359,9 @@ pub fn deliver_keys<T: Transport>(
     }
     let ring = store.epoch_keys()?;
     let mut deliveries = Vec::new();
-    for epoch in ring.epochs() {
+    // Never a retired epoch's key (an admin that has not synced since a
+    // shred may still hold one).
+    for epoch in ring.epochs().filter(|e| *e >= roster.retired_below()) {
         let key = ring.get(epoch).expect("listed epoch");
         deliveries.push(
             KeyEnvelope::seal(
@@ -388,6 +390,24 @@ pub fn issued_invites(store: &DeviceStore) -> Result<Vec<IssuedInvite>, SyncErro
 }
 
 /// A device's label, if this device holds a key that opens it.
+/// Every device label this device can know: those remembered from
+/// snapshots (whose epoch keys may be retired), and those that open with
+/// the epoch keys it holds.
+pub fn device_labels(
+    store: &DeviceStore,
+    roster: &Roster,
+) -> Result<std::collections::BTreeMap<DeviceId, String>, SyncError> {
+    let mut labels = store.labels()?;
+    let keys = store.epoch_keys()?;
+    for device in roster.devices() {
+        if let Some(label) = device_label(&device.entry, &keys) {
+            labels.insert(device.entry.id(), label);
+        }
+    }
+    Ok(labels)
+}
+
+/// The label of one roster entry, if a held epoch key opens it.
 pub fn device_label(entry: &DeviceEntry, keys: &EpochKeyring) -> Option<String> {
     if entry.label.is_empty() {
         return None;

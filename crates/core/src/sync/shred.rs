@@ -163,16 +163,9 @@ fn publish_snapshot(
         });
     }
     let tombstones = store.tombstones()?;
-    let keyring = store.epoch_keys()?;
-    let mut labels: Vec<_> = store.labels()?.into_iter().collect();
-    for device in roster.devices() {
-        let id = device.entry.id();
-        if !labels.iter().any(|(d, _)| *d == id)
-            && let Some(label) = super::enrol::device_label(&device.entry, &keyring)
-        {
-            labels.push((id, label));
-        }
-    }
+    let labels: Vec<_> = super::enrol::device_labels(store, roster)?
+        .into_iter()
+        .collect();
     store.remember_labels(&labels)?;
     let groups = split_parts(store.saved_cases()?);
     let parts = groups.len() as u32;
@@ -316,6 +309,11 @@ pub(crate) fn retire<T: Transport>(
         report.sealed += engine::seal_outbox(store, roster, role)?;
         report.pushed += engine::push(store, client, env, progress)?;
     }
+    // Labels sealed to the retired keys stay readable here.
+    let labels: Vec<_> = super::enrol::device_labels(store, roster)?
+        .into_iter()
+        .collect();
+    store.remember_labels(&labels)?;
     report.epochs_retired += store.retire_epochs_below(floor)?;
     Ok(())
 }

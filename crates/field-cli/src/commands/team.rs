@@ -3,7 +3,7 @@
 use amana_core::pin::parse_pin;
 use amana_core::roster::Role;
 use amana_core::sync::admin::{self, Rotation};
-use amana_core::sync::enrol::{self, device_label};
+use amana_core::sync::enrol;
 use amana_core::sync::http::HttpTransport;
 use serde_json::json;
 
@@ -165,7 +165,7 @@ fn devices(app: &App) -> anyhow::Result<()> {
     let roster = store
         .roster()?
         .ok_or(amana_core::store::StoreError::NotMember)?;
-    let keys = store.epoch_keys()?;
+    let labels = enrol::device_labels(&store, &roster)?;
     let me = store.keys().device_id();
     let rows: Vec<_> = roster
         .devices()
@@ -174,7 +174,10 @@ fn devices(app: &App) -> anyhow::Result<()> {
                 d.entry.id(),
                 d.entry.role.name(),
                 d.is_active(),
-                device_label(&d.entry, &keys).unwrap_or_else(|| "—".into()),
+                labels
+                    .get(&d.entry.id())
+                    .cloned()
+                    .unwrap_or_else(|| "—".into()),
             )
         })
         .collect();
