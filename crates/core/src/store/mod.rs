@@ -211,7 +211,9 @@ impl DeviceStore {
             }
             Err(e) => return Err(e.into()),
         };
-        guard::after_unlock(dir)?;
+        // Resetting the failure count is a courtesy; a read-only directory
+        // must not keep the officer out.
+        let _ = guard::after_unlock(dir);
         if !dir.join(DATABASE_FILE).exists() {
             return Err(StoreError::Corrupt("the database file is missing".into()));
         }
