@@ -68,23 +68,29 @@ impl DeviceStore {
 
     /// Every case on this device, oldest first.
     pub fn cases(&self) -> Result<Vec<CaseView>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT case_key, doc_sealed FROM cases")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
-        })?;
-        let mut views = Vec::new();
-        for row in rows {
-            let (key, sealed) = row?;
-            let bytes = self.sealer.open("cases", &key, &sealed)?;
-            let doc = CaseDoc::load(&bytes, self.keys.device_id())?;
-            views.push(doc.read()?);
-        }
+        let mut views = self
+            .docs()?
+            .into_iter()
+            .map(|bytes| Ok(CaseDoc::load(&bytes, self.keys.device_id())?.read()?))
+            .collect::<Result<Vec<_>, StoreError>>()?;
         views.sort_by(|a, b| {
             (a.case.created_at, a.case.case_id).cmp(&(b.case.created_at, b.case.case_id))
         });
         Ok(views)
+    }
+
+    /// Every case document, as saved.
+    fn docs(&self) -> Result<Vec<zeroize::Zeroizing<Vec<u8>>>, StoreError> {
+        Ok(self
+            .open_rows(
+                "cases",
+                "SELECT case_key, doc_sealed FROM cases",
+                [],
+                |key: &Vec<u8>| key.clone(),
+            )?
+            .into_iter()
+            .map(|(_, doc)| doc)
+            .collect())
     }
 
     /// Applies changes received from other devices, grouped per case, in
@@ -145,22 +151,17 @@ pub(crate) fn merge_saved_in(
 impl DeviceStore {
     /// Every case as its whole saved document, for a snapshot.
     pub fn saved_cases(&self) -> Result<Vec<SavedCase>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT case_key, doc_sealed FROM cases")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (key, sealed) = row?;
-            let bytes = self.sealer.open("cases", &key, &sealed)?;
-            let case = CaseDoc::load(&bytes, self.keys.device_id())?.case_id()?;
-            out.push(SavedCase {
-                case,
-                doc: bytes.to_vec(),
-            });
-        }
+        let mut out = self
+            .docs()?
+            .into_iter()
+            .map(|bytes| {
+                let case = CaseDoc::load(&bytes, self.keys.device_id())?.case_id()?;
+                Ok(SavedCase {
+                    case,
+                    doc: bytes.to_vec(),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         out.sort_by_key(|c| c.case);
         Ok(out)
     }

@@ -340,6 +340,27 @@ impl DeviceStore {
         Ok(())
     }
 
+    /// Runs `sql`, which selects a row key and a sealed value, and opens
+    /// every value of `table` with the row bytes `row(key)` it was sealed
+    /// under. Every sealed table is read through here.
+    pub(crate) fn open_rows<K: rusqlite::types::FromSql>(
+        &self,
+        table: &'static str,
+        sql: &str,
+        params: impl rusqlite::Params,
+        row: impl Fn(&K) -> Vec<u8>,
+    ) -> Result<Vec<(K, zeroize::Zeroizing<Vec<u8>>)>, StoreError> {
+        let mut stmt = self.conn.prepare(sql)?;
+        let rows = stmt.query_map(params, |r| Ok((r.get::<_, K>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+        let mut out = Vec::new();
+        for item in rows {
+            let (key, sealed) = item?;
+            let plain = self.sealer.open(table, &row(&key), &sealed)?;
+            out.push((key, plain));
+        }
+        Ok(out)
+    }
+
     /// Records which team this device belongs to.
     pub fn set_membership(&mut self, membership: &Membership) -> Result<(), StoreError> {
         let json =

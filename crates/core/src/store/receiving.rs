@@ -43,24 +43,20 @@ impl DeviceStore {
 
     /// Every receiving key held, oldest generation first.
     pub fn receiving_keys(&self) -> Result<Vec<ReceivingKey>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT generation, key_sealed FROM receiving_keys ORDER BY generation")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
-        let mut keys = Vec::new();
-        for row in rows {
-            let (generation, sealed) = row?;
-            let secret = self
-                .sealer
-                .open("receiving_keys", &generation.to_be_bytes(), &sealed)?;
-            keys.push(
-                std::str::from_utf8(&secret)
-                    .ok()
-                    .and_then(|s| ReceivingKey::from_secret(generation, s))
-                    .ok_or_else(|| StoreError::Corrupt("a receiving key is unreadable".into()))?,
-            );
-        }
-        Ok(keys)
+        self.open_rows(
+            "receiving_keys",
+            "SELECT generation, key_sealed FROM receiving_keys ORDER BY generation",
+            [],
+            |generation: &u32| generation.to_be_bytes().to_vec(),
+        )?
+        .into_iter()
+        .map(|(generation, secret)| {
+            std::str::from_utf8(&secret)
+                .ok()
+                .and_then(|s| ReceivingKey::from_secret(generation, s))
+                .ok_or_else(|| StoreError::Corrupt("a receiving key is unreadable".into()))
+        })
+        .collect()
     }
 
     /// The newest receiving key: where the team should send epoch keys.

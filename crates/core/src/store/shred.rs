@@ -181,18 +181,16 @@ impl DeviceStore {
 
     /// Every tombstone, oldest first.
     pub fn tombstones(&self) -> Result<Vec<Tombstone>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT case_key, entry_sealed FROM shredded")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (key, sealed) = row?;
-            let plain = self.sealer.open("shredded", &key, &sealed)?;
-            out.push(decode_tombstone(&plain).ok_or_else(|| corrupt("tombstone"))?);
-        }
+        let mut out = self
+            .open_rows(
+                "shredded",
+                "SELECT case_key, entry_sealed FROM shredded",
+                [],
+                |key: &Vec<u8>| key.clone(),
+            )?
+            .into_iter()
+            .map(|(_, plain)| decode_tombstone(&plain).ok_or_else(|| corrupt("tombstone")))
+            .collect::<Result<Vec<_>, _>>()?;
         out.sort_by_key(|t| (t.at, t.case));
         Ok(out)
     }
@@ -238,22 +236,16 @@ impl DeviceStore {
     /// This device's own envelopes after `seq`, in order (to republish what
     /// a snapshot did not cover).
     pub fn own_envelopes_after(&self, seq: u64) -> Result<Vec<Vec<u8>>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT seq, envelope_sealed FROM own_log WHERE seq > ?1 ORDER BY seq")?;
-        let rows = stmt.query_map([seq as i64], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (seq, sealed) = row?;
-            out.push(
-                self.sealer
-                    .open("own_log", &(seq as u64).to_be_bytes(), &sealed)?
-                    .to_vec(),
-            );
-        }
-        Ok(out)
+        Ok(self
+            .open_rows(
+                "own_log",
+                "SELECT seq, envelope_sealed FROM own_log WHERE seq > ?1 ORDER BY seq",
+                [seq as i64],
+                |seq: &i64| (*seq as u64).to_be_bytes().to_vec(),
+            )?
+            .into_iter()
+            .map(|(_, bytes)| bytes.to_vec())
+            .collect())
     }
 
     /// Puts changes back into the outbox (they go out in the next envelope).

@@ -141,20 +141,16 @@ impl DeviceStore {
 
     /// Envelopes of this device's log that the relay has not receipted.
     pub fn unreceipted(&self) -> Result<Vec<Vec<u8>>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT seq, envelope_sealed FROM own_log WHERE receipted = 0 ORDER BY seq")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (seq, sealed) = row?;
-            out.push(
-                self.sealer
-                    .open("own_log", &(seq as u64).to_be_bytes(), &sealed)?
-                    .to_vec(),
-            );
-        }
-        Ok(out)
+        Ok(self
+            .open_rows(
+                "own_log",
+                "SELECT seq, envelope_sealed FROM own_log WHERE receipted = 0 ORDER BY seq",
+                [],
+                |seq: &i64| (*seq as u64).to_be_bytes().to_vec(),
+            )?
+            .into_iter()
+            .map(|(_, bytes)| bytes.to_vec())
+            .collect())
     }
 
     /// Stores a relay receipt and marks the envelope it covers.
@@ -215,19 +211,15 @@ impl DeviceStore {
 
     /// The last applied envelope of every device.
     pub fn peer_heads(&self) -> Result<Vec<PeerHead>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT device_key, head_sealed FROM peer_heads")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (key, sealed) = row?;
-            let plain = self.sealer.open("peer_heads", &key, &sealed)?;
-            out.push(decode_head(&plain)?);
-        }
-        Ok(out)
+        self.open_rows(
+            "peer_heads",
+            "SELECT device_key, head_sealed FROM peer_heads",
+            [],
+            |key: &Vec<u8>| key.clone(),
+        )?
+        .into_iter()
+        .map(|(_, plain)| decode_head(&plain))
+        .collect()
     }
 
     /// Records the last applied envelope of a device.
