@@ -133,6 +133,9 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// A row of a sealed table: its key and its opened value.
+pub(crate) type OpenedRow<K> = (K, zeroize::Zeroizing<Vec<u8>>);
+
 /// The team this device belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Membership {
@@ -349,7 +352,7 @@ impl DeviceStore {
         sql: &str,
         params: impl rusqlite::Params,
         row: impl Fn(&K) -> Vec<u8>,
-    ) -> Result<Vec<(K, zeroize::Zeroizing<Vec<u8>>)>, StoreError> {
+    ) -> Result<Vec<OpenedRow<K>>, StoreError> {
         let mut stmt = self.conn.prepare(sql)?;
         let rows = stmt.query_map(params, |r| Ok((r.get::<_, K>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
         let mut out = Vec::new();
