@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use age::secrecy::ExposeSecret;
 use age::x25519;
 
 /// The secret key of one epoch.
@@ -38,13 +37,7 @@ impl EpochKey {
     /// The secret in its string form, zeroized when dropped. Used only to
     /// seal it into a key envelope or the device store.
     pub(crate) fn secret_bytes(&self) -> zeroize::Zeroizing<Vec<u8>> {
-        zeroize::Zeroizing::new(
-            self.identity
-                .to_string()
-                .expose_secret()
-                .as_bytes()
-                .to_vec(),
-        )
+        super::secret_of(&self.identity)
     }
 
     /// The epoch number.

@@ -25,6 +25,14 @@ use zeroize::Zeroizing;
 
 use crate::ids::DeviceId;
 
+/// The secret string form of an age identity (`AGE-SECRET-KEY-1…`),
+/// zeroized when dropped; for sealing it into a key envelope or the store.
+#[cfg_attr(not(feature = "client"), allow(dead_code))]
+fn secret_of(identity: &age::x25519::Identity) -> Zeroizing<Vec<u8>> {
+    use age::secrecy::ExposeSecret;
+    Zeroizing::new(identity.to_string().expose_secret().as_bytes().to_vec())
+}
+
 /// Length of the device storage key.
 pub const STORAGE_KEY_LEN: usize = 32;
 

@@ -12,7 +12,6 @@
 
 use std::fmt;
 
-use age::secrecy::ExposeSecret;
 use age::x25519;
 
 /// One generation of a device's receiving identity.
@@ -45,13 +44,7 @@ impl ReceivingKey {
     /// The secret in its string form, zeroized when dropped.
     #[cfg_attr(not(feature = "client"), allow(dead_code))]
     pub(crate) fn secret_bytes(&self) -> zeroize::Zeroizing<Vec<u8>> {
-        zeroize::Zeroizing::new(
-            self.identity
-                .to_string()
-                .expose_secret()
-                .as_bytes()
-                .to_vec(),
-        )
+        super::secret_of(&self.identity)
     }
 
     /// The generation.
