@@ -11,13 +11,13 @@ use std::io::Read;
 use std::path::Path;
 
 use age::x25519;
-use amana_core::envelope::seal::{CaseChange, seal};
+use amana_core::envelope::seal::{CaseChange, Witness, seal};
 use amana_core::envelope::{EnvelopeHeader, Kind, SealedEnvelope};
 use amana_core::keys::delivery::KeyEnvelope;
 use amana_core::keys::keystore::{self, Passphrase, WorkFactor};
 use amana_core::keys::{DeviceKeys, EpochKey};
 use amana_core::roster::{DeviceEntry, Role, Roster, RosterChange};
-use amana_core::{CaseId, Digest, TeamId};
+use amana_core::{CaseId, DeviceId, Digest, TeamId};
 
 const PASSPHRASE: &str = "amana golden vectors";
 
@@ -106,21 +106,40 @@ fn main() {
     let env1 = seal(
         header(1, Digest::ZERO),
         &changes1,
+        &[],
         &epoch.recipient(),
         &device,
     )
     .unwrap();
-    let env2 = seal(header(2, env1.id()), &changes2, &epoch.recipient(), &device).unwrap();
+    let witnesses2 = [Witness {
+        device: DeviceId::from_bytes([0x22; 16]),
+        seq: 7,
+        id: Digest::from_bytes([0x33; 32]),
+    }];
+    let env2 = seal(
+        header(2, env1.id()),
+        &changes2,
+        &witnesses2,
+        &epoch.recipient(),
+        &device,
+    )
+    .unwrap();
     write("valid_seq1.env", env1.as_bytes());
     write("valid_seq2.env", env2.as_bytes());
-    let expected = |changes: &[CaseChange]| {
-        changes
+    let expected = |changes: &[CaseChange], witnesses: &[Witness]| {
+        let changes = changes
             .iter()
-            .map(|c| format!("{} {}\n", c.case, hex::encode(&c.change)))
-            .collect::<String>()
+            .map(|c| format!("{} {}\n", c.case, hex::encode(&c.change)));
+        let witnesses = witnesses
+            .iter()
+            .map(|w| format!("witness {} {} {}\n", w.device, w.seq, w.id));
+        changes.chain(witnesses).collect::<String>()
     };
-    write("valid_seq1.expect", expected(&changes1).as_bytes());
-    write("valid_seq2.expect", expected(&changes2).as_bytes());
+    write("valid_seq1.expect", expected(&changes1, &[]).as_bytes());
+    write(
+        "valid_seq2.expect",
+        expected(&changes2, &witnesses2).as_bytes(),
+    );
 
     // Failures: each must be rejected with the error named in fail.manifest.
     let sign = |h: EnvelopeHeader, body: &[u8]| {

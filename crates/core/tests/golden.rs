@@ -92,11 +92,15 @@ fn valid_vectors_open_to_their_recorded_contents() {
             );
         }
         let opened = open_vector(&v, bytes).unwrap();
-        let shown: String = opened
+        let changes = opened
             .changes
             .iter()
-            .map(|c| format!("{} {}\n", c.case, hex::encode(&c.change)))
-            .collect();
+            .map(|c| format!("{} {}\n", c.case, hex::encode(&c.change)));
+        let witnesses = opened
+            .witnesses
+            .iter()
+            .map(|w| format!("witness {} {} {}\n", w.device, w.seq, w.id));
+        let shown: String = changes.chain(witnesses).collect();
         let expected = String::from_utf8(data(&format!("{name}.expect"))).unwrap();
         assert_eq!(shown, expected, "{name}");
         prev = Some(opened.id);

@@ -208,7 +208,7 @@ impl Team {
             case: CaseId::from_bytes([5; 16]),
             change: text.as_bytes().to_vec(),
         };
-        seal(header, &[change], &self.epoch.recipient(), by).unwrap()
+        seal(header, &[change], &[], &self.epoch.recipient(), by).unwrap()
     }
 
     fn chain(&self, by: &DeviceKeys, n: u64, text: &str) -> Vec<SealedEnvelope> {

@@ -63,7 +63,7 @@ impl Team {
             case: CaseId::from_bytes([1; 16]),
             change: text.as_bytes().to_vec(),
         };
-        seal(header, &[change], &self.epoch.recipient(), by).unwrap()
+        seal(header, &[change], &[], &self.epoch.recipient(), by).unwrap()
     }
 
     fn check(

@@ -3,6 +3,7 @@
 //! ```text
 //! body = age(epoch recipient, pad(deflate(header copy ‖ payload)))
 //! payload (changes)  = count u32 ‖ [case id 16 ‖ len u32 ‖ Automerge change bytes]*
+//!                      ‖ witnesses u16 ‖ [device 16 ‖ seq u64 ‖ envelope id 32]*
 //! payload (snapshot) = see [`super::snapshot`]
 //! ```
 //!
@@ -21,7 +22,7 @@ use zeroize::Zeroizing;
 use super::snapshot::{self, Snapshot};
 use super::{EnvelopeHeader, HEADER_LEN, Kind, SealedEnvelope};
 use crate::error::{EnvelopeError, WireError};
-use crate::ids::{CaseId, Digest, TeamId};
+use crate::ids::{CaseId, DeviceId, Digest, TeamId};
 use crate::keys::{DeviceKeys, EpochKeyring};
 use crate::padding;
 use crate::wire::Reader;
@@ -39,6 +40,23 @@ pub struct CaseChange {
     pub change: Vec<u8>,
 }
 
+/// Another device's log as the sealing device had applied it: its seq and
+/// the id of that envelope. Carried inside the encrypted body, so readers
+/// compare views of the same log and catch a relay that shows two devices
+/// different histories (`docs/protocol.md`, "witnesses").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Witness {
+    /// The device whose log is witnessed.
+    pub device: DeviceId,
+    /// The seq applied.
+    pub seq: u64,
+    /// The id of the envelope at that seq.
+    pub id: Digest,
+}
+
+/// Most witnesses one envelope carries (one per device of a team).
+pub const MAX_WITNESSES: usize = 4096;
+
 /// A verified, decrypted envelope.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OpenedEnvelope {
@@ -50,13 +68,16 @@ pub struct OpenedEnvelope {
     pub changes: Vec<CaseChange>,
     /// The snapshot part it carries, if it is one.
     pub snapshot: Option<Snapshot>,
+    /// The other devices' heads its author witnessed (none in a snapshot).
+    pub witnesses: Vec<Witness>,
 }
 
-/// Seals `changes` into a signed envelope under `header` (its `body_len`
-/// is filled in), encrypted to the epoch recipient.
+/// Seals `changes` and `witnesses` into a signed envelope under `header`
+/// (its `body_len` is filled in), encrypted to the epoch recipient.
 pub fn seal(
     header: EnvelopeHeader,
     changes: &[CaseChange],
+    witnesses: &[Witness],
     epoch_recipient: &x25519::Recipient,
     device: &DeviceKeys,
 ) -> Result<SealedEnvelope, EnvelopeError> {
@@ -66,7 +87,7 @@ pub fn seal(
     };
     let mut plaintext = Zeroizing::new(Vec::with_capacity(INNER_LEN + 64));
     plaintext.extend_from_slice(&header.inner_copy());
-    encode_payload(&mut plaintext, changes)?;
+    encode_payload(&mut plaintext, changes, witnesses)?;
     seal_plaintext(header, &plaintext, epoch_recipient, device)
 }
 
@@ -150,22 +171,31 @@ pub fn open(
         return Err(EnvelopeError::HeaderMismatch);
     }
     let payload = &plaintext[INNER_LEN..];
-    let (changes, snapshot) = match header.kind {
-        Kind::Changes => (decode_payload(payload), None),
+    let (changes, witnesses, snapshot) = match header.kind {
+        Kind::Changes => {
+            let (changes, witnesses) = decode_payload(payload).map_err(EnvelopeError::Payload)?;
+            (changes, witnesses, None)
+        }
         Kind::Snapshot => (
-            Ok(Vec::new()),
+            Vec::new(),
+            Vec::new(),
             Some(snapshot::decode(payload).map_err(EnvelopeError::Payload)?),
         ),
     };
     Ok(OpenedEnvelope {
         header: header.clone(),
         id: envelope.id(),
-        changes: changes.map_err(EnvelopeError::Payload)?,
+        changes,
         snapshot,
+        witnesses,
     })
 }
 
-fn encode_payload(out: &mut Vec<u8>, changes: &[CaseChange]) -> Result<(), EnvelopeError> {
+fn encode_payload(
+    out: &mut Vec<u8>,
+    changes: &[CaseChange],
+    witnesses: &[Witness],
+) -> Result<(), EnvelopeError> {
     let too_long = |len: usize| EnvelopeError::Oversized {
         len,
         max: u32::MAX as usize,
@@ -178,10 +208,24 @@ fn encode_payload(out: &mut Vec<u8>, changes: &[CaseChange]) -> Result<(), Envel
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(&c.change);
     }
+    if witnesses.len() > MAX_WITNESSES {
+        return Err(EnvelopeError::Payload(WireError::FieldTooLong {
+            len: witnesses.len(),
+            max: MAX_WITNESSES,
+        }));
+    }
+    out.extend_from_slice(&(witnesses.len() as u16).to_be_bytes());
+    for w in witnesses {
+        out.extend_from_slice(w.device.as_bytes());
+        out.extend_from_slice(&w.seq.to_be_bytes());
+        out.extend_from_slice(w.id.as_bytes());
+    }
     Ok(())
 }
 
-fn decode_payload(payload: &[u8]) -> Result<Vec<CaseChange>, WireError> {
+type Payload = (Vec<CaseChange>, Vec<Witness>);
+
+fn decode_payload(payload: &[u8]) -> Result<Payload, WireError> {
     let mut r = Reader::new(payload);
     let count = r.u32()? as usize;
     // Each entry takes at least 20 bytes: bound the allocation by the input.
@@ -192,8 +236,23 @@ fn decode_payload(payload: &[u8]) -> Result<Vec<CaseChange>, WireError> {
         let change = r.take(len)?.to_vec();
         changes.push(CaseChange { case, change });
     }
+    let count = r.u16()? as usize;
+    if count > MAX_WITNESSES || count * 56 > r.remaining() {
+        return Err(WireError::CountTooLarge {
+            count,
+            remaining: r.remaining(),
+        });
+    }
+    let mut witnesses = Vec::with_capacity(count);
+    for _ in 0..count {
+        witnesses.push(Witness {
+            device: DeviceId::from_bytes(r.array()?),
+            seq: r.u64()?,
+            id: Digest::from_bytes(r.array()?),
+        });
+    }
     r.finish()?;
-    Ok(changes)
+    Ok((changes, witnesses))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/device/0001_init.sql"),
     include_str!("../../migrations/device/0002_submissions.sql"),
     include_str!("../../migrations/device/0003_lifecycle.sql"),
+    include_str!("../../migrations/device/0004_witnesses.sql"),
 ];
 
 /// Brings the schema up to date.

@@ -21,6 +21,7 @@ mod sync_state;
 #[cfg(test)]
 mod tests;
 pub mod wipe;
+mod witness;
 
 pub use pull::{PulledPage, Submission};
 pub use receiving::Delivered;

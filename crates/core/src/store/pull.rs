@@ -34,6 +34,9 @@ pub struct PulledPage {
     pub snapshot_parts: Vec<Snapshot>,
     /// Device heads after this page.
     pub heads: Vec<PeerHead>,
+    /// Every envelope this page chained (applied or passed over as
+    /// retired), in order: kept to compare other devices' witnesses.
+    pub chained: Vec<PeerHead>,
     /// The cursor after this page.
     pub cursor: u64,
     /// Envelopes refused, with the reason.
@@ -59,6 +62,7 @@ impl DeviceStore {
         for head in &page.heads {
             super::sync_state::set_peer_head_in(&tx, &self.sealer, head)?;
         }
+        super::witness::record_in(&tx, &self.sealer, &page.chained)?;
         for (envelope, reason) in &page.quarantined {
             super::sync_state::quarantine_in(&tx, &self.sealer, envelope, reason)?;
         }

@@ -34,7 +34,10 @@ pub struct PeerHead {
 pub struct QuarantinedEnvelope {
     /// Position in the quarantine.
     pub id: i64,
-    /// Why it was refused.
+    /// The refusal's stable code (`bad_signature`, `gap`, …; see
+    /// `crate::sync::Rejection::code`).
+    pub code: String,
+    /// Why it was refused, in words.
     pub reason: String,
     /// The envelope bytes as received.
     pub envelope: Vec<u8>,
@@ -242,7 +245,7 @@ impl DeviceStore {
         self.put_meta("cursor", &cursor.to_be_bytes())
     }
 
-    /// Keeps a refused envelope with the reason.
+    /// Keeps a refused envelope with its record (`code: message`).
     pub fn quarantine(&mut self, envelope: &[u8], reason: &str) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         quarantine_in(&tx, &self.sealer, envelope, reason)?;
@@ -276,9 +279,12 @@ impl DeviceStore {
             let (reason, envelope) = rest
                 .split_at_checked(len)
                 .ok_or_else(|| corrupt("quarantine"))?;
+            let record = String::from_utf8_lossy(reason);
+            let (code, reason) = record.split_once(": ").unwrap_or(("unknown", &record));
             out.push(QuarantinedEnvelope {
                 id,
-                reason: String::from_utf8_lossy(reason).into_owned(),
+                code: code.to_owned(),
+                reason: reason.to_owned(),
                 envelope: envelope.to_vec(),
             });
         }

@@ -23,7 +23,8 @@ use std::collections::BTreeMap;
 
 use super::client::{RelayClient, UploadOutcome};
 use super::keys;
-use super::{Env, SyncError};
+use super::witness::Witnesses;
+use super::{Env, Rejection, SyncError};
 use crate::case::CaseDoc;
 use crate::envelope::seal::{self, CaseChange};
 use crate::envelope::{EnvelopeHeader, EnvelopeLimits, Kind, Stored};
@@ -77,7 +78,7 @@ pub struct SyncReport {
     /// Epoch keys received.
     pub epoch_keys_received: usize,
     /// Envelopes quarantined in this sync, with the reason.
-    pub quarantined: Vec<String>,
+    pub quarantined: Vec<Rejection>,
     /// Cases an intake-role device forgot after they were receipted.
     pub forgotten_cases: usize,
     /// Cases deleted here because a snapshot shredded them.
@@ -265,7 +266,10 @@ pub(super) fn seal_outbox(
             epoch: epoch.epoch,
             body_len: 0,
         };
-        let envelope = seal::seal(header, &changes, &epoch.recipient, store.keys())?;
+        // The first envelope of a batch witnesses the heads applied since
+        // this device last wrote (the rest have nothing new to witness).
+        let witnesses = store.unwitnessed_heads()?;
+        let envelope = seal::seal(header, &changes, &witnesses, &epoch.recipient, store.keys())?;
         let submitted: Vec<CaseId> = if role == Role::Intake {
             let mut cases: Vec<CaseId> = changes.iter().map(|c| c.case).collect();
             cases.sort();
@@ -275,6 +279,7 @@ pub(super) fn seal_outbox(
             Vec::new()
         };
         store.commit_envelope(&envelope, &ids, &submitted)?;
+        store.mark_witnessed(&witnesses)?;
         sealed += 1;
     }
 }
@@ -368,6 +373,7 @@ fn pull<T: Transport>(
         .map(|h| (h.device, h))
         .collect();
     let mut shred_applied = false;
+    let mut witnesses = Witnesses::default();
     let result = loop {
         progress(Progress::Pulling {
             done: report.pulled,
@@ -391,7 +397,20 @@ fn pull<T: Transport>(
                     };
                     heads.insert(head.device, head);
                     changed.insert(head.device, head);
+                    pulled.chained.push(head);
                     report.pulled += 1;
+                    if head.device != me {
+                        witnesses.check(
+                            store,
+                            head.device,
+                            &opened.witnesses,
+                            &heads,
+                            &pulled.chained,
+                        )?;
+                        if let Some(record) = witnesses.evidence.take() {
+                            pulled.quarantined.push((entry.bytes.clone(), record));
+                        }
+                    }
                     if let Some(mut part) = opened.snapshot {
                         for t in &part.tombstones {
                             if shredded.insert(t.case) {
@@ -426,15 +445,18 @@ fn pull<T: Transport>(
                 Err(Refusal::Retired(head)) => {
                     heads.insert(head.device, head);
                     changed.insert(head.device, head);
+                    pulled.chained.push(head);
                     report.skipped_retired += 1;
                 }
                 Err(Refusal::MissingKey(epoch)) => {
                     stopped = Some(epoch);
                     break;
                 }
-                Err(Refusal::Quarantine(reason)) => {
-                    report.quarantined.push(reason.clone());
-                    pulled.quarantined.push((entry.bytes.clone(), reason));
+                Err(Refusal::Quarantine(rejection)) => {
+                    pulled
+                        .quarantined
+                        .push((entry.bytes.clone(), rejection.record()));
+                    report.quarantined.push(rejection);
                 }
             }
             pulled.cursor = entry.cursor;
@@ -450,7 +472,7 @@ fn pull<T: Transport>(
             break Err(SyncError::MissingEpochKey(epoch));
         }
         if !page.more {
-            break check_withheld(&page, &heads);
+            break check_withheld(&page, &heads).and_then(|()| witnesses.settle(store, &heads));
         }
     };
     if shred_applied {
@@ -541,7 +563,13 @@ enum Refusal {
     /// verified and chained, its content passed over.
     Retired(PeerHead),
     MissingKey(u32),
-    Quarantine(String),
+    Quarantine(Rejection),
+}
+
+impl From<Rejection> for Refusal {
+    fn from(rejection: Rejection) -> Self {
+        Refusal::Quarantine(rejection)
+    }
 }
 
 /// Every client-side check of one envelope, in order.
@@ -551,39 +579,46 @@ fn check_envelope(
     keyring: &EpochKeyring,
     heads: &BTreeMap<DeviceId, PeerHead>,
 ) -> Result<seal::OpenedEnvelope, Refusal> {
-    let q = |reason: String| Refusal::Quarantine(reason);
-    let stored = Stored::parse(bytes.to_vec(), &EnvelopeLimits::default())
-        .map_err(|e| q(format!("malformed envelope: {e}")))?;
+    let stored =
+        Stored::parse(bytes.to_vec(), &EnvelopeLimits::default()).map_err(Rejection::Malformed)?;
     let header = stored.header().clone();
-    let record = roster
-        .check_author(&header)
-        .map_err(|e| q(format!("author not allowed: {e}")))?;
+    let (device, seq) = (header.device, header.seq);
+    if header.team != roster.team() {
+        return Err(Rejection::WrongTeam {
+            device,
+            seq,
+            found: header.team,
+        }
+        .into());
+    }
+    let record = roster.check_author(&header).map_err(Rejection::Author)?;
     let key = record.entry.signing_key;
     let signed = match &stored {
         Stored::Whole(envelope) => envelope.verify_signature(&key),
         Stored::Stub(stub) => stub.verify_signature(&key),
     };
-    signed.map_err(|e| q(format!("device {} seq {}: {e}", header.device, header.seq)))?;
-    let (expected_seq, expected_prev) = heads
-        .get(&header.device)
+    signed.map_err(|error| Rejection::Signature { device, seq, error })?;
+    let (expected, expected_prev) = heads
+        .get(&device)
         .map_or((1, Digest::ZERO), |h| (h.seq + 1, h.id));
-    if header.seq < expected_seq {
-        return Err(q(format!(
-            "device {} seq {}: replay of an envelope already applied (next expected {expected_seq})",
-            header.device, header.seq
-        )));
+    if seq < expected {
+        return Err(Rejection::Replay {
+            device,
+            seq,
+            expected,
+        }
+        .into());
     }
-    if header.seq > expected_seq {
-        return Err(q(format!(
-            "device {} seq {}: gap in the chain, seq {expected_seq} was withheld",
-            header.device, header.seq
-        )));
+    if seq > expected {
+        return Err(Rejection::Gap {
+            device,
+            seq,
+            expected,
+        }
+        .into());
     }
     if header.prev != expected_prev {
-        return Err(q(format!(
-            "device {} seq {}: does not chain to the envelope applied before it",
-            header.device, header.seq
-        )));
+        return Err(Rejection::BrokenChain { device, seq }.into());
     }
     let envelope = match stored {
         Stored::Whole(envelope) => envelope,
@@ -591,56 +626,50 @@ fn check_envelope(
         // of nothing else.
         Stored::Stub(stub) if header.epoch < roster.retired_below() => {
             return Err(Refusal::Retired(PeerHead {
-                device: header.device,
-                seq: header.seq,
+                device,
+                seq,
                 id: stub.id(),
             }));
         }
         Stored::Stub(_) => {
-            return Err(q(format!(
-                "device {} seq {}: the relay served it without its body, but epoch {} is not retired",
-                header.device, header.seq, header.epoch
-            )));
+            return Err(Rejection::BodyDropped {
+                device,
+                seq,
+                epoch: header.epoch,
+            }
+            .into());
         }
     };
     if header.kind == Kind::Snapshot && record.entry.role != Role::Admin {
-        return Err(q(format!(
-            "device {} seq {}: a snapshot from a device that is not an admin",
-            header.device, header.seq
-        )));
+        return Err(Rejection::SnapshotNotAdmin { device, seq }.into());
     }
     let opened = match seal::open(&envelope, roster.team(), &key, keyring) {
         Ok(opened) => opened,
         Err(EnvelopeError::UnknownEpoch(epoch)) if epoch < roster.retired_below() => {
             return Err(Refusal::Retired(PeerHead {
-                device: header.device,
-                seq: header.seq,
+                device,
+                seq,
                 id: envelope.id(),
             }));
         }
         Err(EnvelopeError::UnknownEpoch(epoch)) => return Err(Refusal::MissingKey(epoch)),
-        Err(e) => {
-            return Err(q(format!(
-                "device {} seq {}: {e}",
-                header.device, header.seq
-            )));
-        }
+        Err(error) => return Err(Rejection::Unreadable { device, seq, error }.into()),
     };
+    let invalid = |what: String| Refusal::from(Rejection::InvalidContent { device, seq, what });
     if let Some(bad) = opened
         .changes
         .iter()
         .position(|c| !CaseDoc::is_valid_change(&c.change))
     {
-        return Err(q(format!(
-            "device {} seq {}: change {bad} is not a valid Automerge change",
-            header.device, header.seq
+        return Err(invalid(format!(
+            "change {bad} is not a valid Automerge change"
         )));
     }
     if let Some(part) = &opened.snapshot {
         if part.floor != header.epoch {
-            return Err(q(format!(
-                "device {} seq {}: a snapshot for epoch {} sealed under epoch {}",
-                header.device, header.seq, part.floor, header.epoch
+            return Err(invalid(format!(
+                "a snapshot for epoch {} sealed under epoch {}",
+                part.floor, header.epoch
             )));
         }
         if let Some(bad) = part
@@ -648,9 +677,8 @@ fn check_envelope(
             .iter()
             .position(|c| !CaseDoc::is_valid_saved(&c.doc))
         {
-            return Err(q(format!(
-                "device {} seq {}: case {bad} of the snapshot is not a valid document",
-                header.device, header.seq
+            return Err(invalid(format!(
+                "case {bad} of the snapshot is not a valid document"
             )));
         }
     }

@@ -196,6 +196,33 @@ pub enum SyncError {
         /// What the relay reports.
         relay: u64,
     },
+    /// Another device saw a different envelope of a log at the same seq,
+    /// or an envelope of this device's log it never wrote.
+    #[error(
+        "INTEGRITY ALARM: device {witness} saw a different envelope {seq} of device {device}'s log than this device (forked history: the relay shows devices different logs, or someone else holds that device's key). Its envelope is kept as evidence; tell the office"
+    )]
+    ForkWitnessed {
+        /// The device whose log forked.
+        device: DeviceId,
+        /// The seq where the views differ.
+        seq: u64,
+        /// The device whose envelope witnessed the other view.
+        witness: DeviceId,
+    },
+    /// Another device applied more of a log than the relay gives this one.
+    #[error(
+        "INTEGRITY ALARM: device {witness} has seen device {device}'s log up to seq {seq}, but the relay gives this device only up to seq {applied} (withheld from this device). Tell the office"
+    )]
+    WitnessedAhead {
+        /// The device whose log is withheld.
+        device: DeviceId,
+        /// The seq the witness applied.
+        seq: u64,
+        /// What this device applied.
+        applied: u64,
+        /// The device whose envelope witnessed it.
+        witness: DeviceId,
+    },
 }
 
 impl SyncError {
@@ -213,6 +240,8 @@ impl SyncError {
                 | SyncError::Rollback { .. }
                 | SyncError::Fork { .. }
                 | SyncError::Withheld { .. }
+                | SyncError::ForkWitnessed { .. }
+                | SyncError::WitnessedAhead { .. }
                 | SyncError::SafetyNumberMismatch
                 | SyncError::Transport(TransportError::PinMismatch)
         )

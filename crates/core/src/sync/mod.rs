@@ -21,11 +21,14 @@ mod error;
 #[cfg(feature = "http")]
 pub mod http;
 mod keys;
+mod rejection;
 pub mod shred;
+mod witness;
 
 pub use client::RelayClient;
 pub use engine::{Progress, SyncReport, sync};
 pub use error::SyncError;
+pub use rejection::Rejection;
 
 /// Time and randomness for the engine.
 pub struct Env {

@@ -113,7 +113,7 @@ pub fn sync_now(app: &App) -> anyhow::Result<()> {
                 "epochs_retired": report.epochs_retired,
                 "republished": report.republished,
                 "late_writers_to_shredded": report.late_writers_to_shredded.iter().map(|d| d.to_hex()).collect::<Vec<_>>(),
-                "quarantined": report.quarantined,
+                "quarantined": report.quarantined.iter().map(|r| json!({"code": r.code(), "reason": r.to_string()})).collect::<Vec<_>>(),
                 "requests": report.requests,
                 "bytes_sent": report.bytes_sent,
                 "bytes_received": report.bytes_received,
@@ -163,7 +163,7 @@ pub fn sync_now(app: &App) -> anyhow::Result<()> {
     }
     if !report.quarantined.is_empty() {
         for reason in &report.quarantined {
-            eprintln!("QUARANTINED: {reason}");
+            eprintln!("QUARANTINED ({}): {reason}", reason.code());
         }
         return Err(Alarm(format!(
             "{} envelope(s) failed their checks and were quarantined, not applied. Tell the office.",

@@ -40,6 +40,7 @@ impl Fixture {
         seal(
             self.header(1, Digest::ZERO),
             changes,
+            &[],
             &recipient,
             &self.device,
         )
@@ -270,7 +271,7 @@ fn plaintext_body_is_not_an_age_file() {
 fn sequence_rules() {
     let f = fixture();
     let recipient = f.keys.get(1).unwrap().recipient();
-    let seal_with = |seq, prev| seal(f.header(seq, prev), &[], &recipient, &f.device);
+    let seal_with = |seq, prev| seal(f.header(seq, prev), &[], &[], &recipient, &f.device);
     assert_eq!(
         seal_with(0, Digest::ZERO).unwrap_err(),
         EnvelopeError::ZeroSeq
@@ -310,7 +311,7 @@ proptest! {
             .collect();
         let prev = if seq == 1 { Digest::ZERO } else { Digest::of(&seq.to_be_bytes()) };
         let recipient = f.keys.get(1).unwrap().recipient();
-        let env = seal(f.header(seq, prev), &changes, &recipient, &f.device).unwrap();
+        let env = seal(f.header(seq, prev), &changes, &[], &recipient, &f.device).unwrap();
         let env = Fixture::reparse(env.into_bytes()).unwrap();
         let opened = f.open(&env).unwrap();
         prop_assert_eq!(opened.changes, changes);
