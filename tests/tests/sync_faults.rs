@@ -1,49 +1,16 @@
 //! The sync engine facing a relay that fails or lies: 5xx and garbage
 //! change nothing stored; a tampered envelope is quarantined (and the
-//! rest of that device's chain with it); a rolled-back head is an alarm;
-//! a revoked device is told so.
+//! rest of that device's chain with it); a device dropped from the
+//! relay's heads is an alarm; a revoked device is told so. Every attack
+//! of a hostile relay has its own test in `hostile_relay.rs`.
 
 mod support;
 
 use amana_core::framing::Page;
 use amana_core::roster::{Role, RosterChange};
-use amana_core::sync::{RelayClient, SyncError, sync};
-use amana_core::transport::{Request, Response, Transport, TransportError};
-use amana_sync_server::memory::MemoryRelay;
+use amana_core::sync::{RelayClient, SyncError};
+use support::hostile::{is_page, sync_via};
 use support::{World, case, notes};
-
-/// Rewrites the relay's responses to envelope pages.
-struct Tamper<'a, F: FnMut(&Request, &mut Response)> {
-    relay: &'a mut MemoryRelay,
-    rewrite: F,
-}
-
-impl<F: FnMut(&Request, &mut Response)> Transport for Tamper<'_, F> {
-    fn send(&mut self, request: &Request) -> Result<Response, TransportError> {
-        let mut response = self.relay.send(request)?;
-        (self.rewrite)(request, &mut response);
-        Ok(response)
-    }
-}
-
-fn is_page(request: &Request) -> bool {
-    request.path.contains("/envelopes?")
-}
-
-fn sync_through<F: FnMut(&Request, &mut Response)>(
-    w: &mut World,
-    store: &mut amana_core::store::DeviceStore,
-    rewrite: F,
-) -> Result<amana_core::sync::SyncReport, SyncError> {
-    let mut env = w.env();
-    let team = w.team;
-    let tamper = Tamper {
-        relay: &mut w.relay,
-        rewrite,
-    };
-    let mut client = RelayClient::new(tamper, team);
-    sync(store, &mut client, &mut env, &mut |_| {})
-}
 
 #[test]
 fn failing_or_garbled_relays_change_nothing() {
@@ -55,7 +22,7 @@ fn failing_or_garbled_relays_change_nothing() {
     w.sync(&mut office).unwrap();
     let cursor = office.cursor().unwrap();
 
-    let unavailable = sync_through(&mut w, &mut office, |r, resp| {
+    let unavailable = sync_via(&mut w, &mut office, |r, resp| {
         if is_page(r) {
             resp.status = 503;
             resp.body = b"<html>Service Unavailable</html>".to_vec();
@@ -68,7 +35,7 @@ fn failing_or_garbled_relays_change_nothing() {
         ),
         "{unavailable:?}"
     );
-    let garbage = sync_through(&mut w, &mut office, |r, resp| {
+    let garbage = sync_via(&mut w, &mut office, |r, resp| {
         if is_page(r) {
             resp.body = vec![0xff; 37];
         }
@@ -94,7 +61,7 @@ fn a_tampered_envelope_is_quarantined_with_the_rest_of_its_chain() {
     w.sync(&mut a).unwrap();
 
     // Flip one bit in the body of the first envelope of the page.
-    let report = sync_through(&mut w, &mut office, |r, resp| {
+    let report = sync_via(&mut w, &mut office, |r, resp| {
         if is_page(r) && resp.status == 200 {
             let mut page = Page::parse(&resp.body, 100, 100).unwrap();
             if let Some(first) = page.entries.first_mut() {
@@ -139,38 +106,6 @@ fn a_tampered_envelope_is_quarantined_with_the_rest_of_its_chain() {
 }
 
 #[test]
-fn a_head_rolled_back_by_the_relay_is_an_alarm() {
-    let (mut w, mut office) = World::new();
-    let mut a = w.enrol(&mut office, "field-a", Role::Field);
-    w.sync(&mut a).unwrap();
-    for note in ["one", "two"] {
-        a.record_intake(&case(note, w.now())).unwrap();
-        w.sync(&mut a).unwrap();
-    }
-    w.sync(&mut office).unwrap();
-    let device = a.keys().device_id();
-    let result = sync_through(&mut w, &mut office, |r, resp| {
-        if is_page(r) && resp.status == 200 {
-            let mut page = Page::parse(&resp.body, 100, 100).unwrap();
-            for head in &mut page.heads {
-                if head.device == device {
-                    head.seq = 1;
-                }
-            }
-            resp.body = Page::encode(page.next_cursor, page.more, &page.heads, std::iter::empty());
-        }
-    });
-    match result {
-        Err(
-            e @ SyncError::Rollback {
-                ours: 2, relay: 1, ..
-            },
-        ) => assert!(e.is_integrity_alarm()),
-        other => panic!("expected Rollback, got {other:?}"),
-    }
-}
-
-#[test]
 fn a_revoked_device_is_told_and_refused() {
     let (mut w, mut office) = World::new();
     let mut a = w.enrol(&mut office, "field-a", Role::Field);
@@ -206,7 +141,7 @@ fn a_device_dropped_from_the_relays_heads_is_an_alarm() {
     w.sync(&mut a).unwrap();
     w.sync(&mut office).unwrap();
     let device = a.keys().device_id();
-    let result = sync_through(&mut w, &mut office, |r, resp| {
+    let result = sync_via(&mut w, &mut office, |r, resp| {
         if is_page(r) && resp.status == 200 {
             let mut page = Page::parse(&resp.body, 100, 100).unwrap();
             page.heads.retain(|h| h.device != device);

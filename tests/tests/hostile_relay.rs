@@ -1,0 +1,657 @@
+//! The hostile-relay suite: one test per attack a relay (or whoever runs
+//! or impersonates it) can mount, each detected by the client with a
+//! specific error or quarantine code and never applied. The table in
+//! `docs/auditor-guide.md` lists each attack and the test that covers it.
+
+mod support;
+
+use amana_core::Digest;
+use amana_core::envelope::HEADER_LEN;
+use amana_core::envelope::seal::Witness;
+use amana_core::keys::DeviceKeys;
+use amana_core::keys::EpochKey;
+use amana_core::keys::delivery::KeyEnvelope;
+use amana_core::roster::{Role, Roster};
+use amana_core::store::DeviceStore;
+use amana_core::sync::{RelayClient, SyncError, admin, enrol};
+use amana_sync_server::store::RelayStore;
+use support::hostile::{
+    Forgery, changes_of, framed, pages, quarantine_codes, relay_head, sync_via,
+};
+use support::{World, case, new_store, notes};
+
+/// An office and a field device whose three intakes ("one", "two",
+/// "three") are at the relay as seq 1..3 of its log.
+fn team_with_three_envelopes() -> (World, DeviceStore, DeviceStore) {
+    let (mut w, mut office) = World::new();
+    let mut a = w.enrol(&mut office, "field-a", Role::Field);
+    w.sync(&mut a).unwrap();
+    for note in ["one", "two", "three"] {
+        a.record_intake(&case(note, w.now())).unwrap();
+        w.sync(&mut a).unwrap();
+    }
+    assert_eq!(relay_head(&w, a.keys().device_id()).0, 3);
+    (w, office, a)
+}
+
+fn assert_alarm(result: &Result<amana_core::sync::SyncReport, SyncError>) {
+    match result {
+        Err(e) => assert!(e.is_integrity_alarm(), "not an alarm: {e}"),
+        Ok(_) => panic!("the attack went unnoticed"),
+    }
+}
+
+#[test]
+fn a_forged_envelope_is_refused_for_its_signature() {
+    let (mut w, mut office, a) = team_with_three_envelopes();
+    let device = a.keys().device_id();
+    // The relay writes seq 4 of A's log itself, with a key of its own.
+    let forged = Forgery::next(&office, device, relay_head(&w, device)).seal(
+        &office,
+        &changes_of(&w, "forged"),
+        &[],
+        &DeviceKeys::generate(),
+    );
+    let report = sync_via(
+        &mut w,
+        &mut office,
+        pages(|page| {
+            let cursor = page.next_cursor + 1;
+            page.entries.push(amana_core::framing::PageEntry {
+                cursor,
+                bytes: forged.clone(),
+            });
+            page.next_cursor = cursor;
+        }),
+    )
+    .unwrap();
+    assert_eq!(report.quarantined.len(), 1);
+    assert_eq!(quarantine_codes(&office), ["bad_signature"]);
+    assert_eq!(notes(&office), ["one", "three", "two"]);
+}
+
+#[test]
+fn envelopes_signed_by_an_unknown_or_a_revoked_key_are_refused() {
+    let (mut w, mut office, _a) = team_with_three_envelopes();
+    let mut b = w.enrol(&mut office, "field-b", Role::Field);
+    w.sync(&mut b).unwrap();
+    b.record_intake(&case("before revocation", w.now()))
+        .unwrap();
+    w.sync(&mut b).unwrap();
+    // B is revoked (its phone was taken); the relay keeps serving what the
+    // stolen phone still signs, and something signed by a stranger.
+    {
+        let mut env = w.env();
+        let mut client = RelayClient::new(&mut w.relay, w.team);
+        admin::revoke(&mut office, &mut client, &mut env, "field-b").unwrap();
+    }
+    w.sync(&mut office).unwrap();
+    let b_id = b.keys().device_id();
+    let stolen = Forgery::next(&office, b_id, relay_head(&w, b_id)).seal(
+        &office,
+        &changes_of(&w, "from the stolen phone"),
+        &[],
+        b.keys(),
+    );
+    let stranger = DeviceKeys::generate();
+    let unknown = Forgery::next(&office, stranger.device_id(), (0, Digest::ZERO)).seal(
+        &office,
+        &changes_of(&w, "from a stranger"),
+        &[],
+        &stranger,
+    );
+    let report = sync_via(
+        &mut w,
+        &mut office,
+        pages(|page| {
+            for bytes in [&stolen, &unknown] {
+                let cursor = page.next_cursor + 1;
+                page.entries.push(amana_core::framing::PageEntry {
+                    cursor,
+                    bytes: bytes.clone(),
+                });
+                page.next_cursor = cursor;
+            }
+        }),
+    )
+    .unwrap();
+    assert_eq!(report.quarantined.len(), 2);
+    assert_eq!(
+        quarantine_codes(&office),
+        ["revoked_author", "unknown_author"]
+    );
+    let seen = notes(&office);
+    assert!(seen.contains(&"before revocation".to_owned()));
+    assert!(
+        !seen
+            .iter()
+            .any(|n| n.contains("stolen") || n.contains("stranger"))
+    );
+}
+
+#[test]
+fn one_bit_altered_in_a_header_or_a_body_is_refused() {
+    let (mut w, mut office, _a) = team_with_three_envelopes();
+    let mut reader = w.enrol(&mut office, "reader", Role::Office);
+    // In seq 2 of A's log: for the office, a bit of the header (inside
+    // its prev field); for the second reader, the last bit of the body.
+    for (store, at_end) in [(&mut office, false), (&mut reader, true)] {
+        let result = sync_via(
+            &mut w,
+            store,
+            pages(|page| {
+                if let Some(second) = page.entries.get_mut(1) {
+                    let at = if at_end { second.bytes.len() - 1 } else { 50 };
+                    second.bytes[at] ^= 0x01;
+                }
+            }),
+        );
+        // The altered envelope fails its signature; the one after it no
+        // longer chains to anything applied; and the relay's head for the
+        // device is then ahead of what was applied.
+        assert!(
+            matches!(
+                result,
+                Err(SyncError::Withheld {
+                    received: 1,
+                    relay: 3,
+                    ..
+                })
+            ),
+            "{result:?}"
+        );
+        assert_eq!(quarantine_codes(store), ["bad_signature", "gap"]);
+        assert_eq!(notes(store), ["one"], "nothing altered is applied");
+    }
+}
+
+/// Bytes of a header a swap exchanges: everything but `body_len`, which
+/// must match the body for the envelope to parse at all.
+const SWAPPED: std::ops::Range<usize> = 0..HEADER_LEN - 4;
+/// The signature follows the header.
+const SIGNATURE: std::ops::Range<usize> = HEADER_LEN..HEADER_LEN + 64;
+
+#[test]
+fn swapped_headers_are_refused() {
+    let (mut w, mut office, _a) = team_with_three_envelopes();
+    let mut reader = w.enrol(&mut office, "reader", Role::Office);
+    // Swap the headers of seq 1 and seq 2 (office), or the headers with
+    // their signatures (second reader): either way no signature covers
+    // the body it now travels with.
+    for (store, with_signature) in [(&mut office, false), (&mut reader, true)] {
+        let result = sync_via(
+            &mut w,
+            store,
+            pages(|page| {
+                if page.entries.len() >= 2 {
+                    let mut spans = vec![SWAPPED];
+                    if with_signature {
+                        spans.push(SIGNATURE);
+                    }
+                    for span in spans {
+                        let first = page.entries[0].bytes[span.clone()].to_vec();
+                        let second = page.entries[1].bytes[span.clone()].to_vec();
+                        page.entries[0].bytes[span.clone()].copy_from_slice(&second);
+                        page.entries[1].bytes[span].copy_from_slice(&first);
+                    }
+                }
+            }),
+        );
+        assert!(
+            matches!(
+                result,
+                Err(SyncError::Withheld {
+                    received: 0,
+                    relay: 3,
+                    ..
+                })
+            ),
+            "{result:?}"
+        );
+        assert_eq!(
+            quarantine_codes(store),
+            ["bad_signature", "bad_signature", "gap"]
+        );
+        assert!(store.cases().unwrap().is_empty());
+    }
+}
+
+#[test]
+fn a_replayed_envelope_is_refused() {
+    let (mut w, mut office, _a) = team_with_three_envelopes();
+    let report = sync_via(
+        &mut w,
+        &mut office,
+        pages(|page| {
+            if let Some(first) = page.entries.first().cloned() {
+                let cursor = page.next_cursor + 1;
+                page.entries.push(amana_core::framing::PageEntry {
+                    cursor,
+                    bytes: first.bytes,
+                });
+                page.next_cursor = cursor;
+            }
+        }),
+    )
+    .unwrap();
+    assert_eq!(report.quarantined.len(), 1);
+    assert_eq!(quarantine_codes(&office), ["replay"]);
+    assert_eq!(notes(&office), ["one", "three", "two"], "applied once");
+}
+
+#[test]
+fn an_envelope_withheld_in_the_middle_of_a_chain_is_detected() {
+    let (mut w, mut office, _a) = team_with_three_envelopes();
+    let result = sync_via(
+        &mut w,
+        &mut office,
+        pages(|page| {
+            if page.entries.len() >= 3 {
+                page.entries.remove(1);
+            }
+        }),
+    );
+    assert!(
+        matches!(
+            result,
+            Err(SyncError::Withheld {
+                received: 1,
+                relay: 3,
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    assert_eq!(quarantine_codes(&office), ["gap"]);
+    assert_eq!(notes(&office), ["one"], "nothing after the gap is applied");
+}
+
+#[test]
+fn a_rolled_back_head_is_detected() {
+    let (mut w, mut office, a) = team_with_three_envelopes();
+    w.sync(&mut office).unwrap();
+    let device = a.keys().device_id();
+    let result = sync_via(
+        &mut w,
+        &mut office,
+        pages(|page| {
+            for head in &mut page.heads {
+                if head.device == device {
+                    head.seq = 1;
+                }
+            }
+        }),
+    );
+    assert!(
+        matches!(
+            result,
+            Err(SyncError::Rollback {
+                ours: 3,
+                relay: 1,
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    assert_alarm(&result);
+}
+
+#[test]
+fn a_tail_hidden_from_one_reader_is_caught_by_another_devices_witness() {
+    let (mut w, mut office, a) = team_with_three_envelopes();
+    let mut b = w.enrol(&mut office, "field-b", Role::Field);
+    w.sync(&mut b).unwrap();
+    // B saw all of A's log and says so in its next envelope.
+    b.record_intake(&case("from b", w.now())).unwrap();
+    w.sync(&mut b).unwrap();
+    // The relay hides A's seq 2 and 3 from the office, and lies about A's
+    // head so the chain itself looks complete.
+    let device = a.keys().device_id();
+    let first_id = amana_core::envelope::id_of(
+        &w.relay
+            .store()
+            .envelope_at(w.team, device, 1)
+            .unwrap()
+            .unwrap()
+            .bytes,
+    )
+    .unwrap();
+    let result = sync_via(
+        &mut w,
+        &mut office,
+        pages(|page| {
+            page.entries.retain(|e| {
+                let header = &e.bytes[18..42];
+                !(header[..16] == *device.as_bytes()
+                    && u64::from_be_bytes(header[16..24].try_into().unwrap()) > 1)
+            });
+            for head in &mut page.heads {
+                if head.device == device {
+                    head.seq = 1;
+                    head.id = first_id;
+                }
+            }
+        }),
+    );
+    assert!(
+        matches!(
+            result,
+            Err(SyncError::WitnessedAhead { seq: 3, applied: 1, witness, .. })
+                if witness == b.keys().device_id()
+        ),
+        "{result:?}"
+    );
+    assert_alarm(&result);
+    assert_eq!(notes(&office), ["from b", "one"]);
+}
+
+#[test]
+fn a_fork_shown_to_two_devices_is_detected_when_they_exchange_heads() {
+    let (mut w, mut office, mut a) = team_with_three_envelopes();
+    let mut b = w.enrol(&mut office, "field-b", Role::Field);
+    w.sync(&mut b).unwrap();
+    w.sync(&mut office).unwrap();
+    // A writes seq 4 (X). Someone with A's key (a stolen backup) signs a
+    // different seq 4 (Y); the relay shows X to the office and to A, and
+    // Y to B.
+    a.record_intake(&case("branch x", w.now())).unwrap();
+    w.sync(&mut a).unwrap();
+    let device = a.keys().device_id();
+    let third = amana_core::envelope::id_of(
+        &w.relay
+            .store()
+            .envelope_at(w.team, device, 3)
+            .unwrap()
+            .unwrap()
+            .bytes,
+    )
+    .unwrap();
+    let y = Forgery::next(&office, device, (3, third)).seal(
+        &office,
+        &changes_of(&w, "branch y"),
+        &[],
+        a.keys(),
+    );
+    let y_id = amana_core::envelope::id_of(&y).unwrap();
+    let x_bytes = w
+        .relay
+        .store()
+        .envelope_at(w.team, device, 4)
+        .unwrap()
+        .unwrap()
+        .bytes;
+    let show_y = || {
+        pages(|page| {
+            for entry in &mut page.entries {
+                if entry.bytes == x_bytes {
+                    entry.bytes = y.clone();
+                }
+            }
+            for head in &mut page.heads {
+                if head.device == device {
+                    head.id = y_id;
+                }
+            }
+        })
+    };
+    let report = sync_via(&mut w, &mut b, show_y()).unwrap();
+    assert!(
+        report.quarantined.is_empty(),
+        "B's view is consistent on its own"
+    );
+    assert!(notes(&b).contains(&"branch y".to_owned()));
+    // B writes; its envelope carries the heads it applied, A's seq 4 = Y.
+    b.record_intake(&case("from b", w.now())).unwrap();
+    sync_via(&mut w, &mut b, show_y()).unwrap();
+
+    let b_id = b.keys().device_id();
+    for (name, store) in [("office", &mut office), ("field-a", &mut a)] {
+        let result = w.sync(store);
+        assert!(
+            matches!(
+                result,
+                Err(SyncError::ForkWitnessed { device: d, seq: 4, witness })
+                    if d == device && witness == b_id
+            ),
+            "{name}: {result:?}"
+        );
+        assert_eq!(
+            quarantine_codes(store),
+            ["fork_witnessed"],
+            "{name}: evidence kept"
+        );
+        let seen = notes(store);
+        assert!(seen.contains(&"branch x".to_owned()), "{name}");
+        assert!(
+            !seen.contains(&"branch y".to_owned()),
+            "{name}: the other branch is never applied"
+        );
+    }
+}
+
+#[test]
+fn another_teams_envelopes_are_refused() {
+    let (mut w, mut office, _a) = team_with_three_envelopes();
+    // A second team on the same relay.
+    let mut other = new_store(&w.dir.path().join("other-office"));
+    let other_team = enrol::create_team(
+        &mut other,
+        &mut w.relay,
+        "http://127.0.0.1:1",
+        None,
+        "Other",
+    )
+    .unwrap();
+    other
+        .record_intake(&case("other team's case", w.now()))
+        .unwrap();
+    {
+        let mut env = w.env();
+        let mut client = RelayClient::new(&mut w.relay, other_team);
+        amana_core::sync::sync(&mut other, &mut client, &mut env, &mut |_| {}).unwrap();
+    }
+    let foreign = w
+        .relay
+        .store()
+        .envelope_at(other_team, other.keys().device_id(), 1)
+        .unwrap()
+        .unwrap()
+        .bytes;
+    let report = sync_via(
+        &mut w,
+        &mut office,
+        pages(|page| {
+            let cursor = page.next_cursor + 1;
+            page.entries.push(amana_core::framing::PageEntry {
+                cursor,
+                bytes: foreign.clone(),
+            });
+            page.next_cursor = cursor;
+        }),
+    )
+    .unwrap();
+    assert_eq!(report.quarantined.len(), 1);
+    assert_eq!(quarantine_codes(&office), ["wrong_team"]);
+    assert_eq!(notes(&office), ["one", "three", "two"]);
+}
+
+#[test]
+fn a_substituted_roster_is_refused() {
+    let (mut w, mut office, mut a) = team_with_three_envelopes();
+    let mut b = w.enrol(&mut office, "field-b", Role::Field);
+    w.sync(&mut b).unwrap();
+    w.sync(&mut a).unwrap();
+    let held = a.roster().unwrap().unwrap();
+
+    // (1) A roster of the relay's own making: a new genesis with an admin
+    // key the relay holds, listing A so A would trust it.
+    let relay_admin = DeviceKeys::generate();
+    let fake_epoch = EpochKey::generate(1);
+    let fake = Roster::create(
+        held.team(),
+        &relay_admin,
+        &age::x25519::Identity::generate().to_public(),
+        age::encrypt(&fake_epoch.recipient(), b"relay").unwrap(),
+        fake_epoch.recipient(),
+    )
+    .unwrap();
+    let fake_ops: Vec<Vec<u8>> = fake.ops().iter().map(|op| op.as_bytes().to_vec()).collect();
+    let result = sync_via(
+        &mut w,
+        &mut a,
+        framed("roster", |ops| *ops = fake_ops.clone()),
+    );
+    assert!(matches!(result, Err(SyncError::Roster(_))), "{result:?}");
+    assert_alarm(&result);
+
+    // (2) The genuine roster cut short, before B was added.
+    let result = sync_via(
+        &mut w,
+        &mut a,
+        framed("roster", |ops| {
+            ops.pop();
+        }),
+    );
+    assert!(
+        matches!(result, Err(SyncError::RosterRollback { .. })),
+        "{result:?}"
+    );
+    assert_alarm(&result);
+    assert_eq!(
+        a.roster().unwrap().unwrap().head(),
+        held.head(),
+        "nothing applied"
+    );
+}
+
+#[test]
+fn a_substituted_key_envelope_is_refused() {
+    let (mut w, mut office, mut a) = team_with_three_envelopes();
+    let mut b = w.enrol(&mut office, "field-b", Role::Field);
+    w.sync(&mut b).unwrap();
+    {
+        let mut env = w.env();
+        let mut client = RelayClient::new(&mut w.relay, w.team);
+        admin::rotate(&mut office, &mut client, &mut env).unwrap();
+    }
+    let epoch = office.roster().unwrap().unwrap().current_epoch().epoch;
+    let for_b = w
+        .relay
+        .store()
+        .key_envelopes(w.team, b.keys().device_id())
+        .unwrap();
+    // (1) B's delivery served to A; (2) a key of the relay's own, sealed to
+    // A's recipient and signed by a key the relay holds.
+    let stranger = DeviceKeys::generate();
+    let roster = a.roster().unwrap().unwrap();
+    let a_entry = roster.device(&a.keys().device_id()).unwrap().entry.clone();
+    let own = KeyEnvelope::seal(
+        w.team,
+        &EpochKey::generate(epoch),
+        a.keys().device_id(),
+        &a_entry.recipient,
+        &stranger,
+    )
+    .unwrap()
+    .as_bytes()
+    .to_vec();
+    for substitute in [for_b.clone(), vec![own]] {
+        let result = sync_via(
+            &mut w,
+            &mut a,
+            framed("keys", |items| *items = substitute.clone()),
+        );
+        assert!(
+            matches!(result, Err(SyncError::KeyDelivery(_))),
+            "{result:?}"
+        );
+        assert_alarm(&result);
+        assert!(
+            a.epoch_keys().unwrap().get(epoch).is_none(),
+            "no substituted key is kept"
+        );
+    }
+    w.sync(&mut a).unwrap();
+    assert!(
+        a.epoch_keys().unwrap().get(epoch).is_some(),
+        "the genuine delivery still works"
+    );
+}
+
+#[test]
+fn a_downgrade_to_an_old_epoch_is_refused() {
+    let (mut w, mut office, mut a) = team_with_three_envelopes();
+    let mut b = w.enrol(&mut office, "field-b", Role::Field);
+    w.sync(&mut b).unwrap();
+    // B is revoked and the epoch rotated; A learns of it.
+    {
+        let mut env = w.env();
+        let mut client = RelayClient::new(&mut w.relay, w.team);
+        admin::revoke(&mut office, &mut client, &mut env, "field-b").unwrap();
+    }
+    w.sync(&mut a).unwrap();
+    let current = a.roster().unwrap().unwrap().current_epoch().epoch;
+    assert!(current > 1);
+    let rotation_ops = a.roster().unwrap().unwrap().ops().len();
+    // The relay serves the roster from before the revocation, so that A
+    // would write under the epoch B can read.
+    a.record_intake(&case("after the rotation", w.now()))
+        .unwrap();
+    let genuine = w.relay.store().roster(w.team).unwrap();
+    let before: Vec<Vec<u8>> = genuine[..rotation_ops - 2].to_vec();
+    let result = sync_via(
+        &mut w,
+        &mut a,
+        framed("roster", |ops| *ops = before.clone()),
+    );
+    assert!(
+        matches!(result, Err(SyncError::RosterRollback { .. })),
+        "{result:?}"
+    );
+    assert_alarm(&result);
+    // Nothing was sealed under the old epoch: the relay holds no envelope
+    // of A's below the current epoch after the intake.
+    let (head, _) = relay_head(&w, a.keys().device_id());
+    assert_eq!(head, 3, "nothing was uploaded");
+    assert_eq!(a.outbox_len().unwrap(), 1, "the intake waits in the outbox");
+    w.sync(&mut a).unwrap();
+    let sent = w
+        .relay
+        .store()
+        .envelope_at(w.team, a.keys().device_id(), 4)
+        .unwrap()
+        .unwrap()
+        .bytes;
+    let header = amana_core::envelope::EnvelopeHeader::decode(sent.first_chunk().unwrap()).unwrap();
+    assert_eq!(header.epoch, current, "sealed under the current epoch");
+}
+
+/// Witness entries are carried only by envelopes of other devices; a
+/// device never trusts a witness of its own log it did not write.
+#[test]
+fn a_witness_of_an_envelope_this_device_never_wrote_is_a_fork() {
+    let (mut w, mut office, mut a) = team_with_three_envelopes();
+    let mut b = w.enrol(&mut office, "field-b", Role::Field);
+    w.sync(&mut b).unwrap();
+    // The relay (holding B's key, say) makes B claim A's seq 9.
+    let b_id = b.keys().device_id();
+    let claim = Witness {
+        device: a.keys().device_id(),
+        seq: 9,
+        id: Digest::from_bytes([7; 32]),
+    };
+    let forged = Forgery::next(&office, b_id, relay_head(&w, b_id)).seal(
+        &office,
+        &changes_of(&w, "claims"),
+        &[claim],
+        b.keys(),
+    );
+    let mut env = w.env();
+    let mut client = w.client();
+    client.upload(&mut env, b.keys(), &[forged]).unwrap();
+    let result = w.sync(&mut a);
+    assert!(
+        matches!(result, Err(SyncError::ForkWitnessed { seq: 9, witness, .. }) if witness == b_id),
+        "{result:?}"
+    );
+}

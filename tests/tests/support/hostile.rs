@@ -1,0 +1,166 @@
+//! A relay that lies on purpose: a transport in front of the in-memory
+//! relay that rewrites its answers, and the means to forge what a hostile
+//! relay (or someone holding a stolen key) could put in them.
+
+use amana_core::envelope::seal::{self, CaseChange, Witness};
+use amana_core::envelope::{EnvelopeHeader, Kind};
+use amana_core::framing::Page;
+use amana_core::keys::DeviceKeys;
+use amana_core::store::DeviceStore;
+use amana_core::sync::{RelayClient, SyncError, SyncReport, sync};
+use amana_core::transport::{Request, Response, Transport, TransportError};
+use amana_core::{DeviceId, Digest, TeamId};
+use amana_sync_server::memory::MemoryRelay;
+use amana_sync_server::store::RelayStore;
+
+use super::{World, case, new_store};
+
+/// The relay, with every response passed through `rewrite`.
+pub struct Hostile<'a, F: FnMut(&Request, &mut Response)> {
+    pub relay: &'a mut MemoryRelay,
+    pub rewrite: F,
+}
+
+impl<F: FnMut(&Request, &mut Response)> Transport for Hostile<'_, F> {
+    fn send(&mut self, request: &Request) -> Result<Response, TransportError> {
+        let mut response = self.relay.send(request)?;
+        (self.rewrite)(request, &mut response);
+        Ok(response)
+    }
+}
+
+/// One sync of `store` through a relay that rewrites its responses.
+pub fn sync_via<F: FnMut(&Request, &mut Response)>(
+    w: &mut World,
+    store: &mut DeviceStore,
+    rewrite: F,
+) -> Result<SyncReport, SyncError> {
+    let mut env = w.env();
+    let team = w.team;
+    let hostile = Hostile {
+        relay: &mut w.relay,
+        rewrite,
+    };
+    let mut client = RelayClient::new(hostile, team);
+    sync(store, &mut client, &mut env, &mut |_| {})
+}
+
+/// Whether the request is for a page of envelopes.
+pub fn is_page(request: &Request) -> bool {
+    request.path.contains("/envelopes?")
+}
+
+/// A rewrite that edits every successful page of envelopes.
+pub fn pages(mut edit: impl FnMut(&mut Page)) -> impl FnMut(&Request, &mut Response) {
+    move |request, response| {
+        if is_page(request) && response.status == 200 {
+            let mut page = Page::parse(&response.body, 1000, 1000).unwrap();
+            edit(&mut page);
+            response.body = Page::encode(
+                page.next_cursor,
+                page.more,
+                &page.heads,
+                page.entries.iter().map(|e| (e.cursor, e.bytes.as_slice())),
+            );
+        }
+    }
+}
+
+/// A rewrite that replaces the framed list answered on `route` (`roster`,
+/// `keys`).
+pub fn framed(
+    route: &'static str,
+    mut edit: impl FnMut(&mut Vec<Vec<u8>>),
+) -> impl FnMut(&Request, &mut Response) {
+    move |request, response| {
+        if request.path.ends_with(&format!("/{route}")) && response.status == 200 {
+            let mut items = amana_core::framing::split(&response.body, usize::MAX).unwrap();
+            edit(&mut items);
+            response.body = amana_core::framing::join(&items);
+        }
+    }
+}
+
+/// Real Automerge changes of a new case whose note is `note`, written on a
+/// throwaway device: content that would show if it were ever applied.
+pub fn changes_of(w: &World, note: &str) -> Vec<CaseChange> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut scratch = new_store(&dir.path().join("scratch"));
+    scratch.record_intake(&case(note, w.now())).unwrap();
+    scratch
+        .outbox(100)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.change)
+        .collect()
+}
+
+/// What to put in a forged envelope's header.
+pub struct Forgery {
+    pub team: TeamId,
+    pub device: DeviceId,
+    pub seq: u64,
+    pub prev: Digest,
+    pub epoch: u32,
+}
+
+impl Forgery {
+    /// The next envelope of `device`'s log after `head` (seq, id), in the
+    /// current epoch of `reader`'s roster.
+    pub fn next(reader: &DeviceStore, device: DeviceId, head: (u64, Digest)) -> Forgery {
+        let roster = reader.roster().unwrap().unwrap();
+        Forgery {
+            team: roster.team(),
+            device,
+            seq: head.0 + 1,
+            prev: head.1,
+            epoch: roster.current_epoch().epoch,
+        }
+    }
+
+    /// Seals `changes` under this header, encrypted to the epoch's public
+    /// recipient taken from `reader`'s roster, signed by `signer`.
+    pub fn seal(
+        &self,
+        reader: &DeviceStore,
+        changes: &[CaseChange],
+        witnesses: &[Witness],
+        signer: &DeviceKeys,
+    ) -> Vec<u8> {
+        let roster = reader.roster().unwrap().unwrap();
+        let recipient = roster.epoch(self.epoch).unwrap().recipient.clone();
+        let header = EnvelopeHeader {
+            kind: Kind::Changes,
+            team: self.team,
+            device: self.device,
+            seq: self.seq,
+            prev: self.prev,
+            epoch: self.epoch,
+            body_len: 0,
+        };
+        seal::seal(header, changes, witnesses, &recipient, signer)
+            .unwrap()
+            .into_bytes()
+    }
+}
+
+/// The relay's head (seq, id) of a device.
+pub fn relay_head(w: &World, device: DeviceId) -> (u64, Digest) {
+    w.relay
+        .store()
+        .heads(w.team)
+        .unwrap()
+        .into_iter()
+        .find(|h| h.device == device)
+        .map_or((0, Digest::ZERO), |h| (h.seq, h.id))
+}
+
+/// The quarantine codes of a device, in order.
+pub fn quarantine_codes(store: &DeviceStore) -> Vec<String> {
+    store
+        .quarantined()
+        .unwrap()
+        .into_iter()
+        .map(|q| q.code)
+        .collect()
+}
