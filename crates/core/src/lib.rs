@@ -1,7 +1,7 @@
 //! Amana core: the sealed case log.
 //!
 //! - [`ids`], [`envelope`], [`roster`], [`keys`], [`receipt`] and [`agefile`]: the wire
-//!   formats and their checks. This is all the relay links (build with
+//!   formats and their checks; [`audit`]: checking a relay's log without keys. This is all the relay links (build with
 //!   `default-features = false`): it parses and verifies, never decrypts.
 //! - With the `client` feature (default): sealing and opening envelopes,
 //!   the case model and its Automerge documents, the passphrase-protected
@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod agefile;
+pub mod audit;
 #[cfg(feature = "client")]
 pub mod case;
 pub mod envelope;
