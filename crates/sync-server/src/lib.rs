@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod audit;
 pub mod config;
 pub mod ingest;
 pub mod memory;

@@ -8,8 +8,16 @@
 //! `amana-relay pin --tls-cert cert.pem` prints the pin that `amana team
 //! create --relay-pin` takes (SHA-256 of the certificate's public key).
 //!
-//! Exit codes: 0 clean shutdown, 1 runtime failure (cannot bind, database
-//! unavailable), 2 usage or configuration error.
+//! `amana-relay audit --db COPY --auditor-key KEY --out REPORT` audits a copy
+//! of the relay's files (`docs/auditor-guide.md`); `amana-relay
+//! verify-report REPORT` re-verifies a signed report.
+//!
+//! Exit codes: 0 clean shutdown (audit: clean; verify-report: valid), 1
+//! runtime failure (cannot bind, database unavailable, audit could not
+//! run), 2 usage or configuration error, 3 the audit found something (or
+//! the report does not verify).
+
+mod audit_cmd;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -39,6 +47,10 @@ struct Cli {
 enum Command {
     /// Serve the relay API.
     Serve(ServeArgs),
+    /// Audit a copy of the relay's files: schema, every value, every byte, logs, receipts.
+    Audit(audit_cmd::AuditArgs),
+    /// Verify the signature of an audit report and print it.
+    VerifyReport(audit_cmd::VerifyArgs),
     /// Print the pin of a TLS certificate's key, for `amana team create --relay-pin`.
     Pin {
         /// TLS certificate (PEM); the first certificate is the relay's.
@@ -92,6 +104,8 @@ fn main() -> ExitCode {
     let args = match cli.command {
         Command::Serve(args) => args,
         Command::Pin { tls_cert } => return print_pin(&tls_cert),
+        Command::Audit(args) => return audit_cmd::audit(args),
+        Command::VerifyReport(args) => return audit_cmd::verify(args),
     };
     let setup = match prepare(args) {
         Ok(setup) => setup,

@@ -222,7 +222,9 @@ impl LogAudit {
                 Some((last, _)) => self.findings.push(Finding::alarm(
                     "head_mismatch",
                     location,
-                    format!("the head says seq {seq}, the log ends at seq {last} (or with another id)"),
+                    format!(
+                        "the head says seq {seq}, the log ends at seq {last} (or with another id)"
+                    ),
                 )),
                 None => self.findings.push(Finding::alarm(
                     "head_mismatch",

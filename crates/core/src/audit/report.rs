@@ -121,9 +121,53 @@ impl Report {
             .count()
     }
 
+    /// The human summary printed beside the signed file.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let what: Vec<String> = self
+            .subjects
+            .iter()
+            .map(|s| format!("{} {}", s.kind, s.name))
+            .collect();
+        let _ = writeln!(out, "Audit ({}) of {}", self.mode, what.join(", "));
+        let counts: Vec<String> = self
+            .checked
+            .iter()
+            .map(|(what, n)| format!("{what} {n}"))
+            .collect();
+        let _ = writeln!(out, "Checked: {}", counts.join(", "));
+        if self.is_clean() {
+            let _ = writeln!(out, "Result: CLEAN (no findings)");
+            return out;
+        }
+        let _ = writeln!(
+            out,
+            "Result: {} finding(s), {} alarm(s)",
+            self.findings.len(),
+            self.alarms()
+        );
+        for f in &self.findings {
+            let severity = match f.severity {
+                Severity::Alarm => "ALARM",
+                Severity::Warning => "warning",
+            };
+            let _ = writeln!(
+                out,
+                "  {severity} {} at {}: {}",
+                f.code, f.location, f.detail
+            );
+            if !f.also_at.is_empty() {
+                let _ = writeln!(out, "    also at: {}", f.also_at.join("; "));
+            }
+        }
+        out
+    }
+
     /// Signs the report and returns the file to archive (pretty JSON).
     pub fn sign(&self, key: &SigningKey) -> Result<String, ReportError> {
-        let value = serde_json::to_value(self).map_err(|e| ReportError::Malformed(e.to_string()))?;
+        let value =
+            serde_json::to_value(self).map_err(|e| ReportError::Malformed(e.to_string()))?;
         let signed = signed_bytes(&value)?;
         let signature = key.sign(&signed);
         let file = serde_json::json!({
@@ -182,7 +226,9 @@ pub fn verify(file: &str, expected: Option<&VerifyingKey>) -> Result<VerifiedRep
     let malformed = |what: &str| ReportError::Malformed(what.to_owned());
     let parsed: serde_json::Value =
         serde_json::from_str(file).map_err(|e| ReportError::Malformed(e.to_string()))?;
-    let value = parsed.get("report").ok_or_else(|| malformed("no `report`"))?;
+    let value = parsed
+        .get("report")
+        .ok_or_else(|| malformed("no `report`"))?;
     let signature = parsed
         .get("signature")
         .ok_or_else(|| malformed("no `signature`"))?;
@@ -249,7 +295,10 @@ mod tests {
         assert_eq!(verified.report, report());
         // Drop the finding: the signature no longer covers the report.
         let edited = file.replace("\"not_age\"", "\"no_age\"");
-        assert_eq!(verify(&edited, None).unwrap_err(), ReportError::BadSignature);
+        assert_eq!(
+            verify(&edited, None).unwrap_err(),
+            ReportError::BadSignature
+        );
         let other = SigningKey::from_bytes(&[8; 32]);
         assert!(matches!(
             verify(&file, Some(&other.verifying_key())),

@@ -104,12 +104,26 @@ impl Announcement {
 
     /// Checks the team, that the device is active, and its signature.
     pub fn verify(&self, roster: &Roster) -> Result<(), AnnouncementError> {
+        self.check(roster, true)
+    }
+
+    /// Checks the team, that the device is (or was) on the roster, and its
+    /// signature: what an auditor checks of an announcement the relay
+    /// still holds for a device revoked since.
+    pub fn verify_authentic(&self, roster: &Roster) -> Result<(), AnnouncementError> {
+        self.check(roster, false)
+    }
+
+    fn check(&self, roster: &Roster, active_only: bool) -> Result<(), AnnouncementError> {
         if self.team != roster.team() {
             return Err(AnnouncementError::WrongTeam);
         }
-        let key = roster
-            .active_key(&self.device)
-            .ok_or(AnnouncementError::UnknownDevice(self.device))?;
+        let key = if active_only {
+            roster.active_key(&self.device)
+        } else {
+            roster.device(&self.device).map(|d| &d.entry.signing_key)
+        }
+        .ok_or(AnnouncementError::UnknownDevice(self.device))?;
         let (signed, signature) = self.bytes.split_at(self.bytes.len() - 64);
         let signature =
             Signature::from_slice(signature).map_err(|_| AnnouncementError::BadSignature)?;
