@@ -14,6 +14,7 @@ use amana_core::keys::delivery::KeyEnvelope;
 use amana_core::roster::{Role, Roster};
 use amana_core::store::DeviceStore;
 use amana_core::sync::{RelayClient, SyncError, admin, enrol};
+use amana_core::transport::{Request, Response};
 use amana_sync_server::store::RelayStore;
 use support::hostile::{
     Forgery, changes_of, framed, pages, quarantine_codes, relay_head, sync_via,
@@ -654,4 +655,67 @@ fn a_witness_of_an_envelope_this_device_never_wrote_is_a_fork() {
         matches!(result, Err(SyncError::ForkWitnessed { seq: 9, witness, .. }) if witness == b_id),
         "{result:?}"
     );
+}
+
+/// The remote audit sees what a lying relay serves: a withheld envelope,
+/// an altered one, a head that does not match, and receipts it no longer
+/// honours.
+#[test]
+fn the_remote_audit_reports_what_a_lying_relay_serves() {
+    let (mut w, mut office, a) = team_with_three_envelopes();
+    let auditor = w.enrol(&mut office, "auditor", Role::Auditor);
+    let receipts = amana_core::sync::audit::export_receipts(&a).unwrap();
+    let audit = |w: &mut World, rewrite: &mut dyn FnMut(&Request, &mut Response)| {
+        let mut env = w.env();
+        let team = w.team;
+        let hostile = support::hostile::Hostile {
+            relay: &mut w.relay,
+            rewrite: |req: &Request, resp: &mut Response| rewrite(req, resp),
+        };
+        let mut client = RelayClient::new(hostile, team);
+        amana_core::sync::audit::remote(
+            &auditor,
+            &mut client,
+            &mut env,
+            "memory",
+            &[receipts.clone()],
+        )
+        .unwrap()
+    };
+    let honest = audit(&mut w, &mut |_, _| {});
+    assert!(honest.is_clean(), "{}", honest.summary());
+    assert_eq!(honest.checked["receipts"], 3);
+
+    let lying = audit(
+        &mut w,
+        &mut pages(|page| {
+            if page.entries.len() >= 3 {
+                page.entries.remove(1);
+                let last = page.entries[1].bytes.len() - 1;
+                page.entries[1].bytes[last] ^= 1;
+            }
+        }),
+    );
+    let codes: Vec<&str> = lying.findings.iter().map(|f| f.code.as_str()).collect();
+    assert_eq!(
+        codes,
+        [
+            "chain_gap",
+            "bad_signature",
+            "head_mismatch",
+            "receipted_missing"
+        ],
+        "{}",
+        lying.summary()
+    );
+    assert!(
+        lying.findings[1].also_at[0].contains("receipt 3"),
+        "the receipt confirms the altered envelope: {}",
+        lying.summary()
+    );
+    // The signed report verifies, and names the auditor device's key.
+    let file = amana_core::sync::audit::sign_report(&lying, auditor.keys()).unwrap();
+    let verified =
+        amana_core::audit::report::verify(&file, Some(&auditor.keys().verifying_key())).unwrap();
+    assert_eq!(verified.report, lying);
 }

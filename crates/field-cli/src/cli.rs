@@ -91,6 +91,12 @@ pub enum Command {
     Sync,
     /// Show this device, its team and what waits to be synced.
     Status,
+    /// Audit the relay through its API: every envelope, chain and head,
+    /// and replayed receipts; writes a signed JSON report (exit 6 on findings).
+    Audit(AuditArgs),
+    /// This device's relay receipts, for an audit to replay.
+    #[command(subcommand)]
+    Receipts(ReceiptsCommand),
     /// Change this device's passphrase.
     Passphrase(KdfArgs),
     /// Set or remove the duress passphrase: typed at any passphrase prompt,
@@ -111,6 +117,32 @@ pub enum Command {
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
+    },
+}
+
+/// `amana audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The relay's address, if not the one this device joined (its TLS key
+    /// must still match the pin).
+    #[arg(long, value_name = "URL")]
+    pub relay: Option<String>,
+    /// A receipts file exported by a device (`amana receipts export`); repeatable.
+    #[arg(long = "receipts", value_name = "FILE")]
+    pub receipts: Vec<PathBuf>,
+    /// Where to write the signed JSON report.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+/// `amana receipts …`.
+#[derive(Debug, Subcommand)]
+pub enum ReceiptsCommand {
+    /// Write every receipt the relay gave this device, with the relay key it pinned.
+    Export {
+        /// The file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
 }
 

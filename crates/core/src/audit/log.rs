@@ -14,7 +14,8 @@ use ed25519_dalek::VerifyingKey;
 use super::receipts::ReceiptFile;
 use super::report::Finding;
 use crate::agefile::{self, AgeLimits};
-use crate::envelope::{EnvelopeLimits, Stored};
+use crate::envelope::{EnvelopeHeader, EnvelopeLimits, Stored};
+use crate::error::EnvelopeError;
 use crate::ids::{DeviceId, Digest, TeamId};
 use crate::receipt::Receipt;
 use crate::roster::Roster;
@@ -43,12 +44,17 @@ pub struct StoredEnvelope<'a> {
     pub recorded: Option<Recorded>,
 }
 
+/// A check's outcome: a finding's code and detail.
+type Checked = Result<(), (&'static str, String)>;
+
 /// The audit of one team's log.
 pub struct LogAudit {
     team: TeamId,
     roster: Option<Roster>,
     chains: BTreeMap<DeviceId, (u64, Digest)>,
     stored: HashMap<(DeviceId, u64), (Digest, u64)>,
+    /// The finding each flagged envelope got, by (device, seq).
+    flagged: HashMap<(DeviceId, u64), usize>,
     findings: Vec<Finding>,
     checked: BTreeMap<String, u64>,
 }
@@ -61,6 +67,7 @@ impl LogAudit {
             roster: None,
             chains: BTreeMap::new(),
             stored: HashMap::new(),
+            flagged: HashMap::new(),
             findings: Vec::new(),
             checked: BTreeMap::new(),
         };
@@ -98,17 +105,54 @@ impl LogAudit {
                 "team {} device {} seq {} (cursor {})",
                 self.team, r.device, r.seq, envelope.cursor
             ),
-            None => format!("team {} cursor {}", self.team, envelope.cursor),
+            None => match envelope
+                .bytes
+                .first_chunk()
+                .and_then(|h| EnvelopeHeader::decode(h).ok())
+            {
+                Some(h) => format!(
+                    "team {} device {} seq {} (cursor {})",
+                    self.team, h.device, h.seq, envelope.cursor
+                ),
+                None => format!("team {} cursor {}", self.team, envelope.cursor),
+            },
         };
-        match self.check(&envelope) {
-            Ok(()) => {}
-            Err((code, detail)) => self.findings.push(Finding::alarm(code, location, detail)),
+        let (result, key) = self.check(&envelope);
+        if let Err((code, detail)) = result {
+            if let Some(key) = key {
+                self.flagged.insert(key, self.findings.len());
+            }
+            self.findings.push(Finding::alarm(code, location, detail));
         }
     }
 
-    fn check(&mut self, envelope: &StoredEnvelope<'_>) -> Result<(), (&'static str, String)> {
-        let stored = Stored::parse(envelope.bytes.to_vec(), &EnvelopeLimits::default())
-            .map_err(|e| ("malformed_envelope", format!("not an envelope: {e}")))?;
+    /// The checks of one envelope, and its (device, seq) when it parsed.
+    fn check(&mut self, envelope: &StoredEnvelope<'_>) -> (Checked, Option<(DeviceId, u64)>) {
+        let stored = match Stored::parse(envelope.bytes.to_vec(), &EnvelopeLimits::default()) {
+            Ok(stored) => stored,
+            Err(e) => {
+                let key = envelope.recorded.map(|r| {
+                    // Keep the chain going on what the relay recorded, so
+                    // one damaged row is one finding.
+                    self.stored
+                        .insert((r.device, r.seq), (r.id, envelope.cursor));
+                    self.chains.insert(r.device, (r.seq, r.id));
+                    (r.device, r.seq)
+                });
+                let finding = match e {
+                    EnvelopeError::Body(e) => {
+                        ("not_age", format!("the body is not an age file: {e}"))
+                    }
+                    e => ("malformed_envelope", format!("not an envelope: {e}")),
+                };
+                return (Err(finding), key);
+            }
+        };
+        let key = (stored.header().device, stored.header().seq);
+        (self.check_parsed(envelope, stored), Some(key))
+    }
+
+    fn check_parsed(&mut self, envelope: &StoredEnvelope<'_>, stored: Stored) -> Checked {
         let header = stored.header().clone();
         let id = stored.id();
         // Link the chain through what the relay recorded, so a row altered
@@ -176,13 +220,7 @@ impl LogAudit {
         chain
     }
 
-    fn chain(
-        &mut self,
-        device: DeviceId,
-        seq: u64,
-        prev: Digest,
-        link: Digest,
-    ) -> Result<(), (&'static str, String)> {
+    fn chain(&mut self, device: DeviceId, seq: u64, prev: Digest, link: Digest) -> Checked {
         let (last_seq, last_id) = self
             .chains
             .get(&device)
@@ -196,13 +234,22 @@ impl LogAudit {
         }
         self.chains.insert(device, (seq, link));
         if seq > last_seq + 1 {
-            return Err((
+            // The missing envelopes are a finding of their own, whatever
+            // else is wrong with this one.
+            self.findings.push(Finding::alarm(
                 "chain_gap",
                 format!(
-                    "seq {seq} follows seq {last_seq}: {} envelope(s) missing",
+                    "team {} device {device} seq {} to {}",
+                    self.team,
+                    last_seq + 1,
+                    seq - 1
+                ),
+                format!(
+                    "{} envelope(s) of this device's log are missing (seq {seq} follows seq {last_seq})",
                     seq - last_seq - 1
                 ),
             ));
+            return Ok(());
         }
         if prev != last_id {
             return Err((
@@ -222,9 +269,11 @@ impl LogAudit {
                 Some((last, _)) => self.findings.push(Finding::alarm(
                     "head_mismatch",
                     location,
-                    format!(
-                        "the head says seq {seq}, the log ends at seq {last} (or with another id)"
-                    ),
+                    if last == seq {
+                        format!("the head names another envelope at seq {seq} than the one stored")
+                    } else {
+                        format!("the head says seq {seq}, the log ends at seq {last}")
+                    },
                 )),
                 None => self.findings.push(Finding::alarm(
                     "head_mismatch",
@@ -284,7 +333,19 @@ impl LogAudit {
                 "team {} device {} seq {} (receipted at cursor {})",
                 receipt.team, receipt.device, receipt.seq, receipt.cursor
             );
-            match self.stored.get(&(receipt.device, receipt.seq)) {
+            let key = (receipt.device, receipt.seq);
+            let stored = self.stored.get(&key).copied();
+            if let (Some((id, _)), Some(&index)) = (stored, self.flagged.get(&key))
+                && id != receipt.envelope
+            {
+                // Already a finding of its own (altered row): the receipt
+                // confirms it rather than adding a second one.
+                self.findings[index]
+                    .also_at
+                    .push(format!("{source} receipt {} (receipted otherwise)", i + 1));
+                continue;
+            }
+            match stored.as_ref() {
                 None => self.findings.push(Finding::alarm(
                     "receipted_missing",
                     location,

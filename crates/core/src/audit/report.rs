@@ -166,16 +166,25 @@ impl Report {
 
     /// Signs the report and returns the file to archive (pretty JSON).
     pub fn sign(&self, key: &SigningKey) -> Result<String, ReportError> {
+        self.sign_with(&key.verifying_key(), |msg| key.sign(msg).to_bytes())
+    }
+
+    /// Signs with a key held elsewhere: `sign` returns the Ed25519
+    /// signature of the message it is given, by the key `public`.
+    pub fn sign_with(
+        &self,
+        public: &VerifyingKey,
+        sign: impl FnOnce(&[u8]) -> [u8; 64],
+    ) -> Result<String, ReportError> {
         let value =
             serde_json::to_value(self).map_err(|e| ReportError::Malformed(e.to_string()))?;
-        let signed = signed_bytes(&value)?;
-        let signature = key.sign(&signed);
+        let signature = sign(&signed_bytes(&value)?);
         let file = serde_json::json!({
             "report": value,
             "signature": {
                 "algorithm": "ed25519",
-                "public_key": hex::encode(key.verifying_key().as_bytes()),
-                "value": hex::encode(signature.to_bytes()),
+                "public_key": hex::encode(public.as_bytes()),
+                "value": hex::encode(signature),
             },
         });
         serde_json::to_string_pretty(&file).map_err(|e| ReportError::Malformed(e.to_string()))

@@ -5,6 +5,7 @@
 //!   outbox, pull and verify every new envelope.
 //! - [`enrol`]: creating a team, invite codes, joining, approving.
 //! - [`admin`]: revoking devices, rotating the epoch, delivering its key.
+//! - [`audit`]: the remote audit and the receipts a device exports.
 //! - [`shred`]: crypto-shredding a case and retiring old epochs.
 //! - `http` (feature `http`): the HTTPS transport with a pinned relay key.
 //!
@@ -14,6 +15,7 @@
 //! never affect what the engine decides.)
 
 pub mod admin;
+pub mod audit;
 pub mod client;
 pub mod engine;
 pub mod enrol;

@@ -1,5 +1,6 @@
 //! The commands, each thin over `amana-core`.
 
+pub mod audit;
 pub mod cases;
 pub mod device;
 pub mod intake;
@@ -9,7 +10,7 @@ pub mod team;
 use clap::CommandFactory;
 
 use crate::app::App;
-use crate::cli::{Cli, Command, FollowupCommand, NoteCommand, ReferralCommand};
+use crate::cli::{Cli, Command, FollowupCommand, NoteCommand, ReceiptsCommand, ReferralCommand};
 
 /// Runs the parsed command.
 pub fn run(app: &App, command: Command) -> anyhow::Result<()> {
@@ -24,6 +25,8 @@ pub fn run(app: &App, command: Command) -> anyhow::Result<()> {
         Command::Note(NoteCommand::Add { id, staff }) => cases::add_note(app, &id, &staff),
         Command::Sync => device::sync_now(app),
         Command::Status => device::status(app),
+        Command::Audit(args) => audit::remote(app, args),
+        Command::Receipts(ReceiptsCommand::Export { out }) => audit::export_receipts(app, &out),
         Command::Passphrase(args) => security::change_passphrase(app, args.kdf_log_n),
         Command::Duress(command) => security::duress(app, command),
         Command::Lockout(args) => security::lockout(app, args),

@@ -120,7 +120,13 @@ pub fn run(options: &Options) -> Result<Report, AuditError> {
         subjects.push(subject("log", path, &bytes));
         log_files.push((path.display().to_string(), bytes));
     }
-    let relay_key = options.relay_key.or_else(|| key_beside(&options.db));
+    // The key the operator published; else the one beside the copy; else
+    // the one the devices pinned (then each receipt is checked against
+    // its own file's key only).
+    let relay_key = options
+        .relay_key
+        .or_else(|| key_beside(&options.db))
+        .or_else(|| receipts.first().map(|r| r.relay_key));
 
     let not_db = |e: rusqlite::Error| AuditError::NotADatabase {
         path: options.db.display().to_string(),

@@ -138,20 +138,19 @@ fn is_key_material(run: &[u8]) -> bool {
 
 /// Whether a run is one of the documented forms.
 fn documented(run: &[u8], schema_sql: &str) -> bool {
-    if is_key_material(run) {
-        return true;
-    }
     let text = String::from_utf8_lossy(run);
     if schema_sql.contains(text.as_ref()) {
         return true;
     }
-    // age header lines, possibly after a few random printable bytes.
-    (0..=PREFIX_SLACK.min(run.len())).any(|skip| {
+    // A documented form, possibly between a few random printable bytes
+    // (the ends of neighbouring ciphertext, ids or record headers).
+    let slack = |n: usize| 0..=PREFIX_SLACK.min(n);
+    slack(run.len()).any(|skip| {
         let line = &run[skip..];
         line.starts_with(b"age-encryption.org/v1")
             || line.starts_with(b"-> ")
             || line.starts_with(b"--- ")
-            || (skip > 0 && is_key_material(line))
+            || slack(line.len()).any(|cut| is_key_material(&line[..line.len() - cut]))
     })
 }
 
@@ -183,6 +182,9 @@ mod tests {
         )
         .unwrap();
         data.extend_from_slice(&age);
+        data.extend_from_slice(
+            b"\x01>age1fw45tv6asrk2x0ygc4hygy8m7d9zvyth4yhgv8tn8zhp9dp6ra6qqucc4e9[\xda",
+        );
         let sql = "CREATE TABLE teams (team BLOB NOT NULL)";
         data.extend_from_slice(b"\x01CREATE TABLE teams (team BLOB NOT NULL)\x01");
         assert_eq!(scan(&data, sql), vec![]);
