@@ -678,7 +678,7 @@ fn the_remote_audit_reports_what_a_lying_relay_serves() {
             &mut client,
             &mut env,
             "memory",
-            &[receipts.clone()],
+            std::slice::from_ref(&receipts),
         )
         .unwrap()
     };
