@@ -20,7 +20,6 @@ use amana_core::envelope::snapshot::ShredReason;
 use amana_core::envelope::{EnvelopeLimits, Stored, seal};
 use amana_core::keys::DeviceKeys;
 use amana_core::keys::keystore::{Passphrase, WorkFactor};
-use amana_core::receipt::Receipt;
 use amana_core::roster::Role;
 use amana_core::store::DeviceStore;
 use amana_core::sync::enrol::{self, InviteCode};
@@ -477,24 +476,38 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
     for hit in hits.iter().chain(&dhits) {
         println!("  FOUND: {hit}");
     }
-    let mut receipts = 0;
-    for device in [&office, &field_a, &field_b, &volunteer] {
-        for bytes in device.store.receipts()? {
-            let receipt =
-                Receipt::verify(&bytes, &relay.key).context("a receipt does not verify")?;
-            let stored = relay
-                .store
-                .envelope_at(receipt.team, receipt.device, receipt.seq)?
-                .context("a receipted envelope is missing")?;
-            ensure!(
-                amana_core::envelope::id_of(&stored.bytes) == Some(receipt.envelope),
-                "a receipted envelope changed"
-            );
-            receipts += 1;
-        }
-    }
-    println!("  {receipts} relay receipts verified: every receipted envelope is stored, unchanged");
     relay.stop()?;
+    // The auditor's tool on the relay's files, replaying every device's
+    // receipts.
+    let mut receipt_files = Vec::new();
+    for device in [&office, &field_a, &field_b, &volunteer] {
+        let file = amana_core::sync::audit::export_receipts(&device.store)?;
+        let path = root.join(format!("{}.receipts", device.name));
+        std::fs::write(&path, file.encode())?;
+        receipt_files.push(path);
+    }
+    let report = amana_sync_server::audit::run(&amana_sync_server::audit::Options {
+        db: root.join("relay").join("relay.sqlite"),
+        logs: Vec::new(),
+        receipts: receipt_files,
+        relay_key: Some(relay.key),
+        now: crate::app::now(),
+    })?;
+    let checked = |what: &str| report.checked.get(what).copied().unwrap_or(0);
+    println!(
+        "  amana-relay audit: {} envelopes ({} stubs of shredded epochs), {} values, {} bytes of database and WAL, {} receipts replayed: {}",
+        checked("envelopes"),
+        checked("stubs"),
+        checked("values"),
+        checked("bytes_scanned"),
+        checked("receipts"),
+        if report.is_clean() {
+            "clean".to_owned()
+        } else {
+            format!("{} finding(s)", report.findings.len())
+        }
+    );
+    ensure!(report.is_clean(), "the audit found:\n{}", report.summary());
     ensure!(
         hits.is_empty() && dhits.is_empty(),
         "plaintext found in the data directories"

@@ -11,7 +11,8 @@
 //! - holds a JSON object key (`{"…":`), or
 //! - is 16 bytes or more with two spaces or more, or 32 bytes or more,
 //!
-//! and is none of the documented forms: the lines of an age header
+//! and is none of the documented forms: SQLite's own file header (also at
+//! the start of every WAL image of page 1), the lines of an age header
 //! (`age-encryption.org/v1`, `-> ` stanzas, `--- ` MAC, base64 lines), a
 //! base64/hex/bech32 run (keys, recipients), or a piece of the relay's own
 //! schema SQL. Findings quote no content: an audit report must not become
@@ -143,11 +144,13 @@ fn documented(run: &[u8], schema_sql: &str) -> bool {
         return true;
     }
     // A documented form, possibly between a few random printable bytes
-    // (the ends of neighbouring ciphertext, ids or record headers).
+    // (the ends of neighbouring ciphertext, ids, record or WAL frame
+    // headers).
     let slack = |n: usize| 0..=PREFIX_SLACK.min(n);
     slack(run.len()).any(|skip| {
         let line = &run[skip..];
-        line.starts_with(b"age-encryption.org/v1")
+        line.starts_with(b"SQLite format 3")
+            || line.starts_with(b"age-encryption.org/v1")
             || line.starts_with(b"-> ")
             || line.starts_with(b"--- ")
             || slack(line.len()).any(|cut| is_key_material(&line[..line.len() - cut]))
