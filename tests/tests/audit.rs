@@ -148,6 +148,20 @@ fn the_audit_is_clean_on_real_relay_data_and_finds_exactly_what_is_planted() {
         remote["checked"]["receipts"].as_u64().unwrap() >= 3,
         "{remote:#}"
     );
+    // A file that is not a receipts file is invalid input (exit 2),
+    // refused before anything is asked or written.
+    let not_receipts = root.join("notes.txt");
+    std::fs::write(&not_receipts, "survivor notes").unwrap();
+    let never = root.join("never.json");
+    let refused = auditor.run(&[
+        "audit",
+        "--receipts",
+        not_receipts.to_str().unwrap(),
+        "--out",
+        never.to_str().unwrap(),
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(!never.exists());
 
     relay.stop();
     let log = root.join("relay.log");

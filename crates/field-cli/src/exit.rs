@@ -83,6 +83,9 @@ pub fn code(err: &anyhow::Error) -> u8 {
             return 3;
         }
         if cause.downcast_ref::<Invalid>().is_some()
+            || cause
+                .downcast_ref::<amana_core::audit::receipts::ReceiptFileError>()
+                .is_some()
             || cause.downcast_ref::<ValidationError>().is_some()
             || cause.downcast_ref::<CaseError>().is_some()
         {

@@ -35,16 +35,17 @@ pub fn export_receipts(app: &App, out: &Path) -> anyhow::Result<()> {
 
 /// Audits the relay through its API.
 pub fn remote(app: &App, args: AuditArgs) -> anyhow::Result<()> {
-    let store = app.unlock()?;
-    let mut membership = store.membership()?.ok_or(StoreError::NotMember)?;
-    if let Some(url) = args.relay {
-        membership.relay_url = url;
-    }
+    // Bad input fails before the passphrase is asked for.
     let mut receipts = Vec::new();
     for path in &args.receipts {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         receipts.push(ReceiptFile::parse(&path.display().to_string(), &text)?);
+    }
+    let store = app.unlock()?;
+    let mut membership = store.membership()?.ok_or(StoreError::NotMember)?;
+    if let Some(url) = args.relay {
+        membership.relay_url = url;
     }
     let mut client = RelayClient::new(app::transport(&membership)?, membership.team);
     let mut env = app::system_env();
