@@ -1,6 +1,8 @@
 //! The relay's own Ed25519 key, which signs receipts. Created on first
 //! start and kept beside the database (`relay.key`, mode 0600); its public
-//! half is what devices pin and auditors verify receipts against.
+//! half is what devices pin and auditors verify receipts against. An
+//! auditor's report-signing key (`amana-relay audit --auditor-key`) is the
+//! same kind of file.
 
 use std::fs;
 use std::io::Write;
@@ -14,7 +16,7 @@ use zeroize::Zeroizing;
 #[non_exhaustive]
 pub enum RelayKeyError {
     /// Reading or writing the key file failed.
-    #[error("cannot read or write the relay key {path}: {source}")]
+    #[error("cannot read or write the key file {path}: {source}")]
     Io {
         /// The key file.
         path: String,
@@ -23,7 +25,7 @@ pub enum RelayKeyError {
     },
     /// The key file is not 32 bytes.
     #[error(
-        "the relay key {0} is damaged (expected 32 bytes); restore it from backup, or remove it to start a new relay identity"
+        "the key file {0} is damaged (expected 32 bytes); restore it from backup, or remove it to start a new identity"
     )]
     Damaged(String),
 }
