@@ -17,7 +17,7 @@ use amana_core::sync::{RelayClient, SyncError, admin, enrol};
 use amana_core::transport::{Request, Response};
 use amana_sync_server::store::RelayStore;
 use support::hostile::{
-    Forgery, changes_of, framed, pages, quarantine_codes, relay_head, sync_via,
+    Forgery, append, changes_of, framed, pages, quarantine_codes, relay_head, sync_via,
 };
 use support::{World, case, new_store, notes};
 
@@ -57,12 +57,7 @@ fn a_forged_envelope_is_refused_for_its_signature() {
         &mut w,
         &mut office,
         pages(|page| {
-            let cursor = page.next_cursor + 1;
-            page.entries.push(amana_core::framing::PageEntry {
-                cursor,
-                bytes: forged.clone(),
-            });
-            page.next_cursor = cursor;
+            append(page, forged.clone());
         }),
     )
     .unwrap();
@@ -106,12 +101,7 @@ fn envelopes_signed_by_an_unknown_or_a_revoked_key_are_refused() {
         &mut office,
         pages(|page| {
             for bytes in [&stolen, &unknown] {
-                let cursor = page.next_cursor + 1;
-                page.entries.push(amana_core::framing::PageEntry {
-                    cursor,
-                    bytes: bytes.clone(),
-                });
-                page.next_cursor = cursor;
+                append(page, bytes.clone());
             }
         }),
     )
@@ -225,12 +215,7 @@ fn a_replayed_envelope_is_refused() {
         &mut office,
         pages(|page| {
             if let Some(first) = page.entries.first().cloned() {
-                let cursor = page.next_cursor + 1;
-                page.entries.push(amana_core::framing::PageEntry {
-                    cursor,
-                    bytes: first.bytes,
-                });
-                page.next_cursor = cursor;
+                append(page, first.bytes);
             }
         }),
     )
@@ -462,12 +447,7 @@ fn another_teams_envelopes_are_refused() {
         &mut w,
         &mut office,
         pages(|page| {
-            let cursor = page.next_cursor + 1;
-            page.entries.push(amana_core::framing::PageEntry {
-                cursor,
-                bytes: foreign.clone(),
-            });
-            page.next_cursor = cursor;
+            append(page, foreign.clone());
         }),
     )
     .unwrap();

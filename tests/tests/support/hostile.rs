@@ -66,6 +66,14 @@ pub fn pages(mut edit: impl FnMut(&mut Page)) -> impl FnMut(&Request, &mut Respo
     }
 }
 
+/// Serves `bytes` as one more envelope at the end of a page.
+pub fn append(page: &mut Page, bytes: Vec<u8>) {
+    let cursor = page.next_cursor + 1;
+    page.entries
+        .push(amana_core::framing::PageEntry { cursor, bytes });
+    page.next_cursor = cursor;
+}
+
 /// A rewrite that replaces the framed list answered on `route` (`roster`,
 /// `keys`).
 pub fn framed(
