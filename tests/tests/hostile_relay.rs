@@ -17,7 +17,7 @@ use amana_core::sync::{RelayClient, SyncError, admin, enrol};
 use amana_core::transport::{Request, Response};
 use amana_sync_server::store::RelayStore;
 use support::hostile::{
-    Forgery, append, changes_of, framed, pages, quarantine_codes, relay_head, sync_via,
+    Forgery, append, changes_of, framed, pages, quarantine_codes, relay_head, roster_as, sync_via,
 };
 use support::{World, case, new_store, notes};
 
@@ -486,13 +486,9 @@ fn a_substituted_roster_is_refused() {
     assert_alarm(&result);
 
     // (2) The genuine roster cut short, before B was added.
-    let result = sync_via(
-        &mut w,
-        &mut a,
-        framed("roster", |ops| {
-            ops.pop();
-        }),
-    );
+    let mut genuine = w.relay.store().roster(w.team).unwrap();
+    genuine.pop();
+    let result = sync_via(&mut w, &mut a, roster_as(genuine));
     assert!(
         matches!(result, Err(SyncError::RosterRollback { .. })),
         "{result:?}"
@@ -580,11 +576,7 @@ fn a_downgrade_to_an_old_epoch_is_refused() {
         .unwrap();
     let genuine = w.relay.store().roster(w.team).unwrap();
     let before: Vec<Vec<u8>> = genuine[..rotation_ops - 2].to_vec();
-    let result = sync_via(
-        &mut w,
-        &mut a,
-        framed("roster", |ops| *ops = before.clone()),
-    );
+    let result = sync_via(&mut w, &mut a, roster_as(before));
     assert!(
         matches!(result, Err(SyncError::RosterRollback { .. })),
         "{result:?}"

@@ -72,12 +72,14 @@ fn a_team_enrols_records_offline_and_converges_with_conflicts_shown_and_resolved
         assert_eq!(view.case.risk.level.code(), "high");
     }
 
-    // A no-op sync moves nothing.
+    // A no-op sync moves nothing, in two requests (the roster after the
+    // one held, and one page: no key request while every key is held).
     let report = w.sync(&mut a).unwrap();
     assert_eq!(
         (report.pushed, report.pulled, report.applied_changes),
         (0, 0, 0)
     );
+    assert_eq!(report.requests, 2);
     assert!(report.quarantined.is_empty());
 }
 

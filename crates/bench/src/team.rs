@@ -20,8 +20,106 @@ use anyhow::{Context, Result};
 /// The demo's intake form: its answered questions and the consent grid.
 const INTAKE: &str = include_str!("intake.json");
 
-/// A short Arabic note, as officers write them (about 150 characters).
-const NOTE: &str = "تواصلت الناجية عبر الهاتف، وأفادت بأن شخصاً تعرفه يهددها بنشر صور خاصة ما لم تدفع مبلغاً من المال. تمت إحالتها إلى خدمات الدعم النفسي.";
+/// Words the bench's notes are drawn from: officers write short Arabic
+/// notes, each different (a fixed note would compress away across cases
+/// and flatter every byte figure).
+const WORDS: &[&str] = &[
+    "تواصلت",
+    "الناجية",
+    "عبر",
+    "الهاتف",
+    "وأفادت",
+    "بأن",
+    "شخصاً",
+    "تعرفه",
+    "يهددها",
+    "بنشر",
+    "صور",
+    "خاصة",
+    "ما",
+    "لم",
+    "تدفع",
+    "مبلغاً",
+    "من",
+    "المال",
+    "تمت",
+    "إحالتها",
+    "إلى",
+    "خدمات",
+    "الدعم",
+    "النفسي",
+    "وقالت",
+    "إنها",
+    "تخاف",
+    "من",
+    "عائلتها",
+    "ولا",
+    "تريد",
+    "الإبلاغ",
+    "الشرطة",
+    "المجتمعية",
+    "في",
+    "الوقت",
+    "الحالي",
+    "اتفقنا",
+    "على",
+    "موعد",
+    "للمتابعة",
+    "الأسبوع",
+    "القادم",
+    "الحساب",
+    "المزيف",
+    "على",
+    "فيسبوك",
+    "أرسل",
+    "رسائل",
+    "تهديد",
+    "متكررة",
+    "خلال",
+    "الليل",
+    "طلبت",
+    "المساعدة",
+    "القانونية",
+    "ووافقت",
+    "على",
+    "خطة",
+    "السلامة",
+    "مع",
+    "الموظفة",
+    "زارت",
+    "المركز",
+    "برفقة",
+    "والدتها",
+    "وكانت",
+    "قلقة",
+    "جداً",
+    "بعد",
+    "حذف",
+    "الصور",
+    "من",
+    "هاتفها",
+];
+
+/// A random index below `n`.
+fn below(n: usize) -> usize {
+    let mut bytes = [0u8; 4];
+    getrandom::getrandom(&mut bytes).expect("the operating system provides randomness");
+    u32::from_le_bytes(bytes) as usize % n
+}
+
+/// A note of 16 to 28 random words (about 120 to 200 characters).
+fn note() -> String {
+    let n = 16 + below(13);
+    (0..n)
+        .map(|_| WORDS[below(WORDS.len())])
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A random code of a vocabulary.
+fn pick(choices: &[amana_core::case::Choice]) -> serde_json::Value {
+    choices[below(choices.len())].code.into()
+}
 
 /// The engine's clock and nonces, from the system (as the CLI does).
 pub fn env() -> Env {
@@ -39,10 +137,34 @@ pub fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// A typical new case: the demo intake with a short Arabic note.
+/// A typical new case: the demo's intake form with its answers varied
+/// (dates, displacement, marital status, the extortion's kind, platform
+/// and demand, time of day, perpetrator, risk) and a short Arabic note.
 pub fn typical_case() -> Case {
-    let mut intake: Intake = serde_json::from_str(INTAKE).expect("the bench intake parses");
-    intake.note = Some(NOTE.to_owned());
+    use amana_core::case::codes::*;
+    let mut form: serde_json::Value =
+        serde_json::from_str(INTAKE).expect("the bench intake parses");
+    let day = |d: usize| {
+        chrono::NaiveDate::from_ymd_opt(2026, 1, 1)
+            .and_then(|s| s.checked_add_days(chrono::Days::new(d as u64)))
+            .map(|d| d.to_string())
+            .expect("a 2026 date")
+    };
+    let reported = 30 + below(300);
+    form["reported_at"] = day(reported).into();
+    form["incident_date"] = day(reported - below(30)).into();
+    form["survivor"]["displacement"] = pick(Displacement::CHOICES);
+    form["survivor"]["marital_status"] = pick(MaritalStatus::CHOICES);
+    let incident = &mut form["incident"];
+    incident["extortion"]["subtype"] = pick(ExtortionSubtype::CHOICES);
+    incident["extortion"]["platform"] = pick(Platform::CHOICES);
+    incident["extortion"]["demand"] = pick(Demand::CHOICES);
+    incident["time_of_day"] = pick(TimeOfDay::CHOICES);
+    incident["perpetrator"]["age_group"] = pick(PerpetratorAge::CHOICES);
+    incident["perpetrator"]["relationship"] = pick(Relationship::CHOICES);
+    form["risk"]["level"] = pick(RiskLevel::CHOICES);
+    form["note"] = note().into();
+    let intake: Intake = serde_json::from_value(form).expect("the varied intake is valid");
     Case::from_intake(
         intake,
         CaseId::random(),

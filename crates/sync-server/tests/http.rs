@@ -272,6 +272,44 @@ async fn health_info_roster_and_receipts_over_tls() {
             .head(),
         t.roster.head()
     );
+    // A device holding the roster asks only for what follows it.
+    let (status, body) = relay
+        .signed(
+            "GET",
+            &t.path(&format!("roster?after={}", ops.len() - 1)),
+            &t.field,
+            "",
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(
+        (status, framing_split(&body)),
+        (200, ops[ops.len() - 1..].to_vec())
+    );
+    let (status, body) = relay
+        .signed(
+            "GET",
+            &t.path(&format!("roster?after={}", ops.len())),
+            &t.field,
+            "",
+            Vec::new(),
+        )
+        .await;
+    assert_eq!((status, body.len()), (200, 0), "nothing new: an empty list");
+    // One that holds more than the relay has is told so (a rollback).
+    let (status, body) = relay
+        .signed(
+            "GET",
+            &t.path(&format!("roster?after={}", ops.len() + 1)),
+            &t.field,
+            "",
+            Vec::new(),
+        )
+        .await;
+    let refusal: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, 409);
+    assert_eq!(refusal["error"]["code"], "roster_behind");
+    assert_eq!(refusal["roster_len"], ops.len());
 
     let envs = t.chain(&t.field, 3, "hello");
     let (status, body) = relay
@@ -536,6 +574,9 @@ async fn bad_input_gets_a_specific_4xx_and_stores_nothing() {
         .post(format!("{}{}", relay.base, envelopes_path))
         .header("content-type", framing::ENVELOPES)
         .header("authorization", auth)
+        // The relay may close this connection: keep it out of the pool so
+        // the next request does not find it dead.
+        .header("connection", "close")
         .body(huge)
         .send()
         .await;

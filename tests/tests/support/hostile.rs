@@ -75,16 +75,49 @@ pub fn append(page: &mut Page, bytes: Vec<u8>) {
 }
 
 /// A rewrite that replaces the framed list answered on `route` (`roster`,
+/// which a device holding a roster asks only for what follows it, or
 /// `keys`).
 pub fn framed(
     route: &'static str,
     mut edit: impl FnMut(&mut Vec<Vec<u8>>),
 ) -> impl FnMut(&Request, &mut Response) {
     move |request, response| {
-        if request.path.ends_with(&format!("/{route}")) && response.status == 200 {
-            let mut items = amana_core::framing::split(&response.body, usize::MAX).unwrap();
+        let path = request.path.split('?').next().unwrap_or_default();
+        if path.ends_with(&format!("/{route}")) && response.status == 200 {
+            // An empty body is an empty list (nothing new on the roster).
+            let mut items = if response.body.is_empty() {
+                Vec::new()
+            } else {
+                amana_core::framing::split(&response.body, usize::MAX).unwrap()
+            };
             edit(&mut items);
             response.body = amana_core::framing::join(&items);
+        }
+    }
+}
+
+/// A rewrite that answers roster requests as a relay holding `ops` would:
+/// the operations after the `after` the device asks from, or
+/// `roster_behind` when it holds fewer than that.
+pub fn roster_as(ops: Vec<Vec<u8>>) -> impl FnMut(&Request, &mut Response) {
+    move |request, response| {
+        let (path, query) = request.path.split_once('?').unwrap_or((&request.path, ""));
+        if !path.ends_with("/roster") || response.status != 200 {
+            return;
+        }
+        let after: usize = query
+            .strip_prefix("after=")
+            .map_or(0, |n| n.parse().unwrap());
+        if after > ops.len() {
+            response.status = 409;
+            response.content_type = Some("application/json".into());
+            response.body = serde_json::to_vec(&serde_json::json!({
+                "error": {"code": "roster_behind", "message": "the relay holds fewer operations"},
+                "roster_len": ops.len(),
+            }))
+            .unwrap();
+        } else {
+            response.body = amana_core::framing::join(&ops[after..]);
         }
     }
 }

@@ -102,6 +102,7 @@ struct ErrorBody {
     error: ErrorDetail,
     server_time: Option<u64>,
     accepted: Option<Vec<AcceptedJson>>,
+    roster_len: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -231,6 +232,30 @@ impl<T: Transport> RelayClient<T> {
         let response = self.signed(env, keys, Method::Get, path, None, Vec::new())?;
         let body = binary_ok(&response, framing::ROSTER)?;
         framing::split(&body, usize::MAX).map_err(|e| garbage(&e.to_string()))
+    }
+
+    /// `GET …/roster?after=N`: the operations after the `held` this device
+    /// already verified (a sync with no roster change downloads none). A
+    /// relay holding fewer than `held` is a rollback.
+    pub fn roster_after(
+        &mut self,
+        env: &mut Env,
+        keys: &DeviceKeys,
+        held: usize,
+    ) -> Result<Vec<Vec<u8>>, SyncError> {
+        let path = self.path(&format!("roster?after={held}"));
+        let response = self.signed(env, keys, Method::Get, path, None, Vec::new())?;
+        if response.status == 409
+            && let Ok(body) = serde_json::from_slice::<ErrorBody>(&response.body)
+            && body.error.code == "roster_behind"
+        {
+            return Err(SyncError::RosterRollback {
+                ours: held,
+                relay: body.roster_len.unwrap_or(0),
+            });
+        }
+        let body = binary_ok(&response, framing::ROSTER)?;
+        framed_list(&body)
     }
 
     /// `POST …/roster`: appends one operation.
@@ -531,7 +556,7 @@ fn binary_ok(response: &Response, media_type: &str) -> Result<Vec<u8>, SyncError
     Ok(response.body.clone())
 }
 
-/// A framed list (key envelopes, announcements); an empty body is an
+/// A framed list (key envelopes, announcements, new roster operations); an empty body is an
 /// empty list.
 fn framed_list(body: &[u8]) -> Result<Vec<Vec<u8>>, SyncError> {
     if body.is_empty() {

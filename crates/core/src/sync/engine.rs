@@ -123,7 +123,9 @@ pub fn sync<T: Transport>(
         .map(|d| d.entry.role)
         .ok_or(SyncError::Revoked)?;
     if role.reads_cases() {
-        report.epoch_keys_received = keys::collect(store, client, env, &roster)?;
+        if keys::missing_any(store, &roster)? {
+            report.epoch_keys_received = keys::collect(store, client, env, &roster)?;
+        }
         keys::renew_receiving_key(store, client, env)?;
     }
     let mut roster = roster;
@@ -189,7 +191,22 @@ pub(crate) fn refresh_roster<T: Transport>(
             Err(e) => e.into(),
         }
     };
-    let ops = match client.roster(env, store.keys()) {
+    // A device that holds a verified roster downloads only what follows
+    // it, and verifies the whole chain again (held ops are not trusted
+    // from the store without it).
+    let fetched = match &held {
+        Some(held) => client
+            .roster_after(env, store.keys(), held.ops().len())
+            .map(|new| {
+                held.ops()
+                    .iter()
+                    .map(|o| o.as_bytes().to_vec())
+                    .chain(new)
+                    .collect()
+            }),
+        None => client.roster(env, store.keys()),
+    };
+    let ops: Vec<Vec<u8>> = match fetched {
         Err(SyncError::Refused { code, .. }) if code == "not_a_team_device" && held.is_none() => {
             return Err(awaiting(store));
         }

@@ -11,6 +11,22 @@ use crate::roster::Roster;
 use crate::store::DeviceStore;
 use crate::transport::Transport;
 
+/// Whether the roster shows a readable epoch (not retired) whose key this
+/// device does not hold, or holds a key other than the roster's for. Only
+/// then can the relay's key deliveries hold anything new for it (a
+/// delivery for any other epoch is passed over by [`collect`]), so a sync
+/// with nothing missing skips that request.
+pub(super) fn missing_any(store: &DeviceStore, roster: &Roster) -> Result<bool, SyncError> {
+    let held = store.epoch_keys()?;
+    let current = roster.current_epoch().epoch;
+    Ok((roster.retired_below().max(1)..=current).any(|epoch| {
+        roster.epoch(epoch).is_some_and(|on_roster| {
+            held.get(epoch)
+                .is_none_or(|k| k.recipient().to_string() != on_roster.recipient.to_string())
+        })
+    }))
+}
+
 /// Stores every delivered epoch key this device does not hold yet (and is
 /// not retired); returns how many.
 pub(super) fn collect<T: Transport>(

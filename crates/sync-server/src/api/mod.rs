@@ -32,7 +32,7 @@ use serde_json::json;
 
 use crate::config::Limits;
 use crate::ingest;
-use crate::store::{Appended, RelayStore, RevocationBound, RosterEffect};
+use crate::store::{Appended, NewEnvelope, RelayStore, RevocationBound, RosterEffect};
 
 /// A source of the current time in unix seconds.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -293,9 +293,15 @@ async fn create_team(
     .await
 }
 
+#[derive(Deserialize)]
+struct RosterQuery {
+    after: Option<usize>,
+}
+
 async fn get_roster(
     State(state): State<Arc<AppState>>,
     Path(team): Path<String>,
+    Query(query): Query<RosterQuery>,
     method: Method,
     uri: OriginalUri,
     headers: HeaderMap,
@@ -304,7 +310,19 @@ async fn get_roster(
     blocking(move || {
         state.authenticate(team, &method, &uri, &headers, &[])?;
         let ops = state.store.roster(team)?;
-        Ok(binary(framing::ROSTER, framing::join(&ops)))
+        let after = query.after.unwrap_or(0);
+        if after > ops.len() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "roster_behind",
+                format!(
+                    "the relay holds {} roster operations, fewer than the {after} the device verified",
+                    ops.len()
+                ),
+            )
+            .with_details("roster_len", json!(ops.len())));
+        }
+        Ok(binary(framing::ROSTER, framing::join(&ops[after..])))
     })
     .await
 }
@@ -367,46 +385,63 @@ async fn upload(
             max_body: state.limits.max_envelope_bytes,
             ..EnvelopeLimits::default()
         };
-        let mut accepted = Vec::new();
+        // The stateless checks first, up to the first failure; then the
+        // envelopes before it are appended in one transaction.
+        let mut checked = Vec::with_capacity(items.len());
+        let mut failure = None;
         for item in items {
-            let result = ingest::check(item, team, device, &roster, &limits)
-                .map_err(ApiError::from)
-                .and_then(|checked| {
-                    let mut new = checked.as_new();
-                    // The relay keeps no body of a retired epoch: its
-                    // author re-sends the content under the new epoch.
-                    let stub;
-                    if new.epoch < roster.retired_below() {
-                        stub = checked.envelope().stub();
-                        new.bytes = stub.as_bytes();
-                    }
-                    let outcome = state
-                        .store
-                        .append_envelope(team, &new, state.now(), state.limits.max_team_bytes)?;
-                    Ok((new.seq, new.id, outcome))
-                });
-            match result {
-                Ok((seq, id, outcome)) => {
-                    let receipt = Receipt {
-                        team,
-                        device,
-                        seq,
-                        envelope: id,
-                        cursor: outcome.cursor(),
-                    }
-                    .sign(&state.key);
-                    accepted.push(json!({
-                        "seq": seq,
-                        "cursor": outcome.cursor(),
-                        "duplicate": matches!(outcome, Appended::Duplicate { .. }),
-                        "receipt": hex::encode(receipt),
-                    }));
-                }
+            match ingest::check(item, team, device, &roster, &limits) {
+                Ok(envelope) => checked.push(envelope),
                 Err(e) => {
-                    tracing::info!(%team, %device, code = e.code(), accepted = accepted.len(), "upload refused");
-                    return Err(e.with_details("accepted", json!(accepted)));
+                    failure = Some(ApiError::from(e));
+                    break;
                 }
             }
+        }
+        // The relay keeps no body of a retired epoch: its author re-sends
+        // the content under the new epoch.
+        let stubs: Vec<Option<_>> = checked
+            .iter()
+            .map(|c| (c.envelope().header().epoch < roster.retired_below()).then(|| c.envelope().stub()))
+            .collect();
+        let new: Vec<NewEnvelope<'_>> = checked
+            .iter()
+            .zip(&stubs)
+            .map(|(c, stub)| {
+                let mut new = c.as_new();
+                if let Some(stub) = stub {
+                    new.bytes = stub.as_bytes();
+                }
+                new
+            })
+            .collect();
+        let (appended, refused) =
+            state
+                .store
+                .append_envelopes(team, &new, state.now(), state.limits.max_team_bytes)?;
+        let accepted: Vec<_> = new
+            .iter()
+            .zip(&appended)
+            .map(|(new, outcome)| {
+                let receipt = Receipt {
+                    team,
+                    device,
+                    seq: new.seq,
+                    envelope: new.id,
+                    cursor: outcome.cursor(),
+                }
+                .sign(&state.key);
+                json!({
+                    "seq": new.seq,
+                    "cursor": outcome.cursor(),
+                    "duplicate": matches!(outcome, Appended::Duplicate { .. }),
+                    "receipt": hex::encode(receipt),
+                })
+            })
+            .collect();
+        if let Some(e) = refused.map(ApiError::from).or(failure) {
+            tracing::info!(%team, %device, code = e.code(), accepted = accepted.len(), "upload refused");
+            return Err(e.with_details("accepted", json!(accepted)));
         }
         tracing::info!(%team, %device, count = accepted.len(), "envelopes accepted");
         Ok(Json(json!({"accepted": accepted})).into_response())

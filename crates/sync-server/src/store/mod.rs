@@ -286,16 +286,36 @@ pub trait RelayStore: Send + Sync + 'static {
         now: u64,
     ) -> Result<Compaction, StoreError>;
 
-    /// Appends an envelope: idempotent for the same bytes, equivocation
-    /// evidence for different bytes at an existing seq, otherwise only as
-    /// the device's next seq chained to its head, within the team quota.
+    /// Appends envelopes in order, in one transaction: each idempotent for
+    /// the same bytes, equivocation evidence for different bytes at an
+    /// existing seq, otherwise only as the device's next seq chained to its
+    /// head, within the team quota. Stops at the first refusal, keeping
+    /// what was appended before it (and any equivocation evidence), and
+    /// returns that refusal beside the outcomes. A backend failure keeps
+    /// nothing.
+    fn append_envelopes(
+        &self,
+        team: TeamId,
+        envelopes: &[NewEnvelope<'_>],
+        now: u64,
+        max_team_bytes: u64,
+    ) -> Result<(Vec<Appended>, Option<StoreError>), StoreError>;
+
+    /// Appends one envelope (see [`append_envelopes`](RelayStore::append_envelopes)).
     fn append_envelope(
         &self,
         team: TeamId,
         envelope: &NewEnvelope<'_>,
         now: u64,
         max_team_bytes: u64,
-    ) -> Result<Appended, StoreError>;
+    ) -> Result<Appended, StoreError> {
+        match self.append_envelopes(team, std::slice::from_ref(envelope), now, max_team_bytes)? {
+            (_, Some(refused)) => Err(refused),
+            (mut appended, None) => appended
+                .pop()
+                .ok_or_else(|| StoreError::Corrupt("an append returned no outcome".into())),
+        }
+    }
 
     /// Up to `limit` envelopes with cursor greater than `after`, in order.
     fn envelopes_after(

@@ -197,13 +197,13 @@ impl RelayStore for SqliteStore {
         super::lifecycle::compact(&mut self.lock(), team, below, requested_by, now)
     }
 
-    fn append_envelope(
+    fn append_envelopes(
         &self,
         team: TeamId,
-        env: &NewEnvelope<'_>,
+        envelopes: &[NewEnvelope<'_>],
         now: u64,
         max_team_bytes: u64,
-    ) -> Result<Appended, StoreError> {
+    ) -> Result<(Vec<Appended>, Option<StoreError>), StoreError> {
         let mut conn = self.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -217,114 +217,36 @@ impl RelayStore for SqliteStore {
             .optional()
             .map_err(backend)?
             .ok_or(StoreError::UnknownTeam(team))?;
-
-        let existing: Option<(i64, Vec<u8>)> = tx
-            .query_row(
-                "SELECT cursor, envelope_id FROM envelopes WHERE team = ?1 AND device = ?2 AND seq = ?3",
-                params![team.as_bytes(), env.device.as_bytes(), env.seq as i64],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(backend)?;
-        if let Some((cursor, id)) = existing {
-            if id == env.id.as_bytes() {
-                return Ok(Appended::Duplicate {
-                    cursor: cursor as u64,
-                });
-            }
-            tx.execute(
-                "INSERT OR IGNORE INTO equivocations (team, device, seq, envelope_id, envelope, seen_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    team.as_bytes(),
-                    env.device.as_bytes(),
-                    env.seq as i64,
-                    env.id.as_bytes(),
-                    env.bytes,
-                    now as i64
-                ],
-            )
-            .map_err(backend)?;
-            tx.commit().map_err(backend)?;
-            return Err(StoreError::Equivocation {
-                device: env.device,
-                seq: env.seq,
-            });
-        }
-
-        let bound: Option<i64> = tx
-            .query_row(
-                "SELECT last_seq FROM revocations WHERE team = ?1 AND device = ?2",
-                params![team.as_bytes(), env.device.as_bytes()],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(backend)?;
-        if let Some(last_seq) = bound
-            && env.seq > last_seq as u64
-        {
-            return Err(StoreError::Revoked { device: env.device });
-        }
-        let head: Option<(i64, Vec<u8>)> = tx
-            .query_row(
-                "SELECT seq, envelope_id FROM heads WHERE team = ?1 AND device = ?2",
-                params![team.as_bytes(), env.device.as_bytes()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(backend)?;
-        let (head_seq, head_id) = match head {
-            Some((seq, id)) => (seq as u64, blob_id(id, Digest::from_bytes)?),
-            None => (0, Digest::ZERO),
+        let mut tally = Tally {
+            stored_bytes: stored_bytes as u64,
+            next_cursor,
+            max_team_bytes,
         };
-        if env.seq != head_seq + 1 {
-            return Err(StoreError::Gap {
-                device: env.device,
-                expected: head_seq + 1,
-            });
-        }
-        if env.prev != head_id {
-            return Err(StoreError::PrevMismatch {
-                device: env.device,
-                seq: env.seq,
-            });
-        }
-        let new_total = stored_bytes as u64 + env.bytes.len() as u64;
-        if new_total > max_team_bytes {
-            return Err(StoreError::TeamFull {
-                max: max_team_bytes,
-            });
+        let mut appended = Vec::with_capacity(envelopes.len());
+        let mut refused = None;
+        for env in envelopes {
+            match append_one(&tx, team, env, now, &mut tally) {
+                Ok(outcome) => appended.push(outcome),
+                Err(e @ (StoreError::Backend(_) | StoreError::Corrupt(_))) => return Err(e),
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
         }
         tx.execute(
-            "INSERT INTO envelopes (team, cursor, device, seq, epoch, envelope_id, envelope, accepted_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "UPDATE teams SET stored_bytes = ?2, next_cursor = ?3 WHERE team = ?1",
             params![
                 team.as_bytes(),
-                next_cursor,
-                env.device.as_bytes(),
-                env.seq as i64,
-                env.epoch as i64,
-                env.id.as_bytes(),
-                env.bytes,
-                now as i64
+                tally.stored_bytes as i64,
+                tally.next_cursor
             ],
         )
         .map_err(backend)?;
-        tx.execute(
-            "INSERT INTO heads (team, device, seq, envelope_id) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (team, device) DO UPDATE SET seq = excluded.seq, envelope_id = excluded.envelope_id",
-            params![team.as_bytes(), env.device.as_bytes(), env.seq as i64, env.id.as_bytes()],
-        )
-        .map_err(backend)?;
-        tx.execute(
-            "UPDATE teams SET stored_bytes = ?2, next_cursor = ?3 WHERE team = ?1",
-            params![team.as_bytes(), new_total as i64, next_cursor + 1],
-        )
-        .map_err(backend)?;
+        // One commit (one fsync) for the whole batch, and only then are
+        // receipts signed: nothing is acknowledged before it is durable.
         tx.commit().map_err(backend)?;
-        Ok(Appended::New {
-            cursor: next_cursor as u64,
-        })
+        Ok((appended, refused))
     }
 
     fn envelopes_after(
@@ -524,4 +446,135 @@ fn envelopes_in(
         )
         .map_err(backend)?;
     rows.collect::<Result<_, _>>().map_err(backend)
+}
+
+/// The team's running totals while a batch is appended.
+struct Tally {
+    stored_bytes: u64,
+    next_cursor: i64,
+    max_team_bytes: u64,
+}
+
+/// Appends one envelope inside the batch's transaction: idempotent for the
+/// same bytes, equivocation evidence (kept) for other bytes at a stored
+/// seq, otherwise only as the next seq chained to the head, within quota.
+fn append_one(
+    tx: &Connection,
+    team: TeamId,
+    env: &NewEnvelope<'_>,
+    now: u64,
+    tally: &mut Tally,
+) -> Result<Appended, StoreError> {
+    let existing: Option<(i64, Vec<u8>)> = tx
+        .query_row(
+            "SELECT cursor, envelope_id FROM envelopes WHERE team = ?1 AND device = ?2 AND seq = ?3",
+            params![team.as_bytes(), env.device.as_bytes(), env.seq as i64],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(backend)?;
+    if let Some((cursor, id)) = existing {
+        if id == env.id.as_bytes() {
+            return Ok(Appended::Duplicate {
+                cursor: cursor as u64,
+            });
+        }
+        tx.execute(
+            "INSERT OR IGNORE INTO equivocations (team, device, seq, envelope_id, envelope, seen_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                team.as_bytes(),
+                env.device.as_bytes(),
+                env.seq as i64,
+                env.id.as_bytes(),
+                env.bytes,
+                now as i64
+            ],
+        )
+        .map_err(backend)?;
+        return Err(StoreError::Equivocation {
+            device: env.device,
+            seq: env.seq,
+        });
+    }
+
+    let bound: Option<i64> = tx
+        .query_row(
+            "SELECT last_seq FROM revocations WHERE team = ?1 AND device = ?2",
+            params![team.as_bytes(), env.device.as_bytes()],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(backend)?;
+    if let Some(last_seq) = bound
+        && env.seq > last_seq as u64
+    {
+        return Err(StoreError::Revoked { device: env.device });
+    }
+    let head: Option<(i64, Vec<u8>)> = tx
+        .query_row(
+            "SELECT seq, envelope_id FROM heads WHERE team = ?1 AND device = ?2",
+            params![team.as_bytes(), env.device.as_bytes()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(backend)?;
+    let (head_seq, head_id) = match head {
+        Some((seq, id)) => (seq as u64, blob_id(id, Digest::from_bytes)?),
+        None => (0, Digest::ZERO),
+    };
+    if env.seq != head_seq + 1 {
+        return Err(StoreError::Gap {
+            device: env.device,
+            expected: head_seq + 1,
+        });
+    }
+    if env.prev != head_id {
+        return Err(StoreError::PrevMismatch {
+            device: env.device,
+            seq: env.seq,
+        });
+    }
+    let new_total = tally.stored_bytes + env.bytes.len() as u64;
+    if new_total > tally.max_team_bytes {
+        return Err(StoreError::TeamFull {
+            max: tally.max_team_bytes,
+        });
+    }
+    let cursor = tally.next_cursor;
+    tx.prepare_cached(
+        "INSERT INTO envelopes (team, cursor, device, seq, epoch, envelope_id, envelope, accepted_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .and_then(|mut insert| {
+        insert.execute(params![
+            team.as_bytes(),
+            cursor,
+            env.device.as_bytes(),
+            env.seq as i64,
+            env.epoch as i64,
+            env.id.as_bytes(),
+            env.bytes,
+            now as i64
+        ])
+    })
+    .map_err(backend)?;
+    tx.prepare_cached(
+        "INSERT INTO heads (team, device, seq, envelope_id) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (team, device) DO UPDATE SET seq = excluded.seq, envelope_id = excluded.envelope_id",
+    )
+    .and_then(|mut upsert| {
+        upsert.execute(params![
+            team.as_bytes(),
+            env.device.as_bytes(),
+            env.seq as i64,
+            env.id.as_bytes()
+        ])
+    })
+    .map_err(backend)?;
+    tally.stored_bytes = new_total;
+    tally.next_cursor += 1;
+    Ok(Appended::New {
+        cursor: cursor as u64,
+    })
 }
