@@ -491,7 +491,10 @@ fn read_map(
     conflicts: &mut Vec<Conflict>,
 ) -> Result<Json, CaseError> {
     let mut out = Map::new();
-    for key in doc.keys(obj) {
+    // One pass over the map (a lookup per key costs far more); the
+    // conflicting values are fetched only where the map flags a conflict.
+    for item in doc.map_range(obj, ..) {
+        let key = item.key.to_string();
         if path.is_empty() && key == SCHEMA_KEY {
             continue;
         }
@@ -500,12 +503,11 @@ fn read_map(
         } else {
             format!("{path}.{key}")
         };
-        let all = doc.get_all(obj, key.as_str()).map_err(doc_error)?;
-        let Some((winner, winner_id)) = doc.get(obj, key.as_str()).map_err(doc_error)? else {
-            continue;
-        };
+        let winner_id = item.id();
+        let winner = item.value.into_value();
         let value = to_json(doc, &winner, &winner_id, &child_path, conflicts)?;
-        if all.len() > 1 {
+        if item.conflict {
+            let all = doc.get_all(obj, key.as_str()).map_err(doc_error)?;
             let mut values = vec![ConflictValue {
                 value: value.clone(),
                 device: writer(&winner_id),
