@@ -5,8 +5,8 @@
 mod support;
 
 use amana_core::roster::Role;
-use amana_core::sync::SyncError;
 use amana_core::sync::enrol;
+use amana_core::sync::{RelayClient, SyncError};
 use amana_sync_server::memory::Fault;
 use amana_sync_server::store::RelayStore;
 use support::{World, case, new_store, notes};
@@ -236,4 +236,84 @@ fn a_sync_interrupted_at_any_request_resumes_without_loss_or_duplicates() {
         }
         assert!(n > 5, "the interrupted syncs made {n} requests");
     }
+}
+
+#[test]
+fn a_cut_connection_is_retried_within_the_sync_and_an_upload_that_arrived_is_not_sent_again() {
+    let (mut w, mut office) = World::new();
+    let mut a = w.enrol(&mut office, "field-a", Role::Field);
+    w.sync(&mut a).unwrap();
+    for i in 0..12 {
+        a.record_intake(&case(&format!("cut intake {i:02}"), w.now()))
+            .unwrap();
+    }
+    // The first upload arrives but its answer is lost; the first page
+    // after that is lost on its way.
+    let start = w.relay.requests();
+    let uploads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = uploads.clone();
+    let (mut dropped_upload, mut dropped_page) = (false, false);
+    w.relay.set_faults(move |n, r| {
+        if n <= start {
+            return Fault::None;
+        }
+        if r.path.ends_with("/envelopes") {
+            seen.lock().unwrap().push(r.body.clone());
+            if !dropped_upload {
+                dropped_upload = true;
+                return Fault::DropResponse;
+            }
+        }
+        if r.path.contains("/envelopes?") && !dropped_page {
+            dropped_page = true;
+            return Fault::DropRequest;
+        }
+        Fault::None
+    });
+    let report = w.sync(&mut a).expect("one sync rides out both cuts");
+    w.relay.clear_faults();
+    assert!(report.sealed >= 2, "small envelopes: {report:?}");
+    assert_eq!(report.pushed, report.sealed);
+    assert!(a.unreceipted().unwrap().is_empty());
+    assert_eq!(a.receipts().unwrap().len(), report.sealed);
+    // Every envelope went up once: the one whose answer was lost was
+    // receipted from the relay's receipts, not uploaded again.
+    let sent = uploads.lock().unwrap();
+    let mut bodies: Vec<&Vec<u8>> = sent.iter().collect();
+    bodies.dedup();
+    assert_eq!(bodies.len(), sent.len(), "no upload sent twice");
+    w.sync(&mut office).unwrap();
+    assert_eq!(notes(&office).len(), 12);
+}
+
+#[test]
+fn a_page_keeps_to_the_byte_budget_a_device_asks_for() {
+    let (mut w, mut office) = World::new();
+    let mut a = w.enrol(&mut office, "field-a", Role::Field);
+    w.sync(&mut a).unwrap();
+    for i in 0..30 {
+        a.record_intake(&case(&format!("page intake {i:02}"), w.now()))
+            .unwrap();
+    }
+    let sealed = w.sync(&mut a).unwrap().sealed;
+    assert!(sealed > 3);
+    let mut env = w.env();
+    let mut client = RelayClient::new(&mut w.relay, w.team);
+    let whole = client.page(&mut env, office.keys(), 0, 1000).unwrap();
+    let first = whole.entries[0].bytes.len();
+    // A budget below one envelope still gets one; a budget of two gets two.
+    let one = client
+        .page_within(&mut env, office.keys(), 0, 1000, 1)
+        .unwrap();
+    assert_eq!((one.entries.len(), one.more), (1, true));
+    let two_bytes = first + whole.entries[1].bytes.len();
+    let two = client
+        .page_within(&mut env, office.keys(), 0, 1000, two_bytes)
+        .unwrap();
+    assert_eq!((two.entries.len(), two.more), (2, true));
+    assert_eq!(two.next_cursor, whole.entries[1].cursor);
+    let all = client
+        .page_within(&mut env, office.keys(), 0, 1000, usize::MAX)
+        .unwrap();
+    assert_eq!((all.entries.len(), all.more), (whole.entries.len(), false));
 }

@@ -427,6 +427,24 @@ impl<T: Transport> RelayClient<T> {
         Page::parse(&body, MAX_PAGE_HEADS, MAX_PAGE_ENTRIES).map_err(|e| garbage(&e.to_string()))
     }
 
+    /// `GET …/envelopes?after=…&limit=…&max_bytes=…`: one page of at most
+    /// `max_bytes` of envelopes (but at least one envelope).
+    pub fn page_within(
+        &mut self,
+        env: &mut Env,
+        keys: &DeviceKeys,
+        after: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Page, SyncError> {
+        let path = self.path(&format!(
+            "envelopes?after={after}&limit={limit}&max_bytes={max_bytes}"
+        ));
+        let response = self.signed(env, keys, Method::Get, path, None, Vec::new())?;
+        let body = binary_ok(&response, framing::PAGE)?;
+        Page::parse(&body, MAX_PAGE_HEADS, MAX_PAGE_ENTRIES).map_err(|e| garbage(&e.to_string()))
+    }
+
     /// `POST …/recipients`: announces this device's next receiving key.
     pub fn announce(
         &mut self,

@@ -40,12 +40,34 @@ use crate::transport::Transport;
 
 /// Most changes sealed into one envelope.
 const CHANGES_PER_ENVELOPE: usize = 200;
-/// Soft cap on the change bytes in one envelope.
-const ENVELOPE_TARGET_BYTES: usize = 256 * 1024;
-/// Envelopes per upload request (the relay accepts up to 500).
+/// Soft cap on the (uncompressed) change bytes in one envelope: about five
+/// intakes, under 2 KiB once compressed. An envelope is what a dropped
+/// connection can cost, so it stays small (docs/performance.md).
+const ENVELOPE_TARGET_BYTES: usize = 8 * 1024;
+/// Most envelopes per upload request (the relay accepts up to 500).
 const UPLOAD_BATCH: usize = 20;
+/// Soft cap on an upload request's envelope bytes (at least one envelope
+/// goes). A request cut off is sent again whole, so on links that drop
+/// every few tens of KiB a small request wastes little.
+const UPLOAD_TARGET_BYTES: usize = 4 * 1024;
 /// Envelopes per pulled page.
 const PAGE_LIMIT: usize = 200;
+/// Envelope bytes per pulled page (the relay sends at least one envelope);
+/// halved for the rest of the sync each time a page is cut off.
+const PAGE_TARGET_BYTES: usize = 64 * 1024;
+/// Requests cut off mid-transfer that one sync retries on a new connection
+/// before it gives up (a retried request is idempotent: the relay answers
+/// `duplicate` for envelopes it already holds).
+const RETRIES: usize = 8;
+
+/// Whether an error is a connection cut off in transfer, worth retrying
+/// at once on a new connection.
+fn interrupted(e: &SyncError) -> bool {
+    matches!(
+        e,
+        SyncError::Transport(crate::transport::TransportError::Interrupted(_))
+    )
+}
 
 /// What a sync is doing, for progress display.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -316,9 +338,54 @@ pub(super) fn push<T: Transport>(
     let pending = store.unreceipted()?;
     let total = pending.len();
     let mut done = 0;
-    for batch in pending.chunks(UPLOAD_BATCH) {
+    let mut retries = 0;
+    let mut rest = &pending[..];
+    while !rest.is_empty() {
         progress(Progress::Pushing { done, total });
-        let UploadOutcome { accepted, refused } = client.upload(env, store.keys(), batch)?;
+        let mut take = 1;
+        let mut bytes = rest[0].len();
+        while take < rest.len().min(UPLOAD_BATCH) && bytes + rest[take].len() <= UPLOAD_TARGET_BYTES
+        {
+            bytes += rest[take].len();
+            take += 1;
+        }
+        let batch = &rest[..take];
+        let UploadOutcome { accepted, refused } = match client.upload(env, store.keys(), batch) {
+            Err(e) if interrupted(&e) && retries < RETRIES => {
+                retries += 1;
+                // The request may have arrived whole and only its answer
+                // been lost: take the receipts of what the relay holds
+                // rather than send those envelopes again.
+                let me = store.keys().device_id();
+                let first = envelope_seq(&batch[0]).unwrap_or(1);
+                let held = match client.receipts(env, store.keys(), me, first - 1) {
+                    Err(e) if interrupted(&e) => continue,
+                    other => other?,
+                };
+                let mut receipted = 0;
+                for (bytes, receipt) in batch.iter().zip(&held) {
+                    let seq = envelope_seq(bytes).unwrap_or(0);
+                    let verified = Receipt::verify(receipt, &relay_key)
+                        .map_err(|_| SyncError::BadReceipt { seq })?;
+                    let expected = Receipt {
+                        team: membership.team,
+                        device: me,
+                        seq,
+                        envelope: crate::envelope::id_of(bytes).unwrap_or(Digest::ZERO),
+                        cursor: verified.cursor,
+                    };
+                    if verified != expected {
+                        return Err(SyncError::BadReceipt { seq });
+                    }
+                    store.add_receipt(seq, receipt)?;
+                    receipted += 1;
+                }
+                done += receipted;
+                rest = &rest[receipted..];
+                continue;
+            }
+            other => other?,
+        };
         for accepted in &accepted {
             let bytes = batch
                 .iter()
@@ -355,6 +422,7 @@ pub(super) fn push<T: Transport>(
                 other => other,
             });
         }
+        rest = &rest[take..];
     }
     progress(Progress::Pushing { done, total });
     Ok(done)
@@ -391,11 +459,19 @@ fn pull<T: Transport>(
         .collect();
     let mut shred_applied = false;
     let mut witnesses = Witnesses::default();
+    let (mut page_bytes, mut retries) = (PAGE_TARGET_BYTES, 0);
     let result = loop {
         progress(Progress::Pulling {
             done: report.pulled,
         });
-        let page = client.page(env, store.keys(), cursor, PAGE_LIMIT)?;
+        let page = match client.page_within(env, store.keys(), cursor, PAGE_LIMIT, page_bytes) {
+            Err(e) if interrupted(&e) && retries < RETRIES => {
+                retries += 1;
+                page_bytes = (page_bytes / 2).max(1);
+                continue;
+            }
+            other => other?,
+        };
         check_page_order(&page, cursor)?;
         check_heads(&page, &heads)?;
         let mut pulled = PulledPage {

@@ -453,6 +453,7 @@ async fn upload(
 struct PageQuery {
     after: Option<u64>,
     limit: Option<usize>,
+    max_bytes: Option<usize>,
 }
 
 async fn get_envelopes(
@@ -479,8 +480,21 @@ async fn get_envelopes(
             .unwrap_or(state.limits.max_page)
             .clamp(1, state.limits.max_page);
         let (mut envelopes, heads) = state.store.page(team, after, limit + 1)?;
-        let more = envelopes.len() > limit;
-        envelopes.truncate(limit);
+        let mut keep = envelopes.len().min(limit);
+        // A byte budget (devices on links that drop) stops the page early,
+        // after at least one envelope.
+        if let Some(budget) = query.max_bytes {
+            let mut bytes = 0;
+            keep = envelopes[..keep]
+                .iter()
+                .position(|e| {
+                    bytes += e.bytes.len();
+                    bytes > budget
+                })
+                .map_or(keep, |over| over.max(1));
+        }
+        let more = envelopes.len() > keep;
+        envelopes.truncate(keep);
         let next = envelopes.last().map_or(after, |e| e.cursor);
         Ok(binary(
             framing::PAGE,
