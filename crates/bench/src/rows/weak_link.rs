@@ -92,59 +92,69 @@ fn envelope_bytes(team: &Team, reader: &DeviceStore, device: &DeviceStore) -> Re
     }
 }
 
-/// `intakes` intakes through the clean and the cutting link.
+/// Cutting runs: where a cut falls decides what it costs, so the figure is
+/// the mean over several devices, each with its own link.
+const CUT_RUNS: usize = 3;
+
+/// `intakes` intakes through the clean link, then through the cutting
+/// link on each of [`CUT_RUNS`] devices.
 pub fn run(dir: &Path, intakes: usize) -> Result<Vec<Row>> {
     let relay = Relay::start(&dir.join("relay.sqlite"), true)?;
     let (mut team, mut office) = Team::create(&dir.join("team"), &relay.url(), relay.pin)?;
-    let mut clean_device = team.enrol(&mut office, Role::Field)?;
-    let mut cut_device = team.enrol(&mut office, Role::Field)?;
-    for device in [&mut clean_device, &mut cut_device] {
-        team.sync(device)?;
+    let mut devices = Vec::new();
+    for _ in 0..=CUT_RUNS {
+        let mut device = team.enrol(&mut office, Role::Field)?;
+        team.sync(&mut device)?;
         for _ in 0..intakes {
             device.record_intake(&typical_case())?;
         }
+        devices.push(device);
     }
+    let (clean_device, cut_devices) = devices.split_first_mut().expect("devices");
     let clean_link = Link::start(relay.port, field_link(None))?;
-    let clean = sync_until_done(&team, &mut clean_device, &clean_link)?;
-    let cut_link = Link::start(relay.port, field_link(Some(32 * 1024)))?;
-    let cut = sync_until_done(&team, &mut cut_device, &cut_link)?;
-    let envelopes = envelope_bytes(&team, &office, &cut_device)?;
-    let resent = cut.requests.saturating_sub(clean.requests);
-    let share = resent as f64 / envelopes as f64;
-    let wire = cut.traffic.up.saturating_sub(clean.traffic.up);
+    let clean = sync_until_done(&team, clean_device, &clean_link)?;
+    let (mut shares, mut runs, mut envelopes_total) = (Vec::new(), Vec::new(), 0);
+    for device in cut_devices.iter_mut() {
+        // The other devices' intakes are already at the relay: each run
+        // also pulls them, as a device back in coverage would.
+        let cut_link = Link::start(relay.port, field_link(Some(32 * 1024)))?;
+        let cut = sync_until_done(&team, device, &cut_link)?;
+        let envelopes = envelope_bytes(&team, &office, device)?;
+        let resent = cut.requests.saturating_sub(clean.requests);
+        shares.push(resent as f64 / envelopes as f64);
+        envelopes_total += envelopes;
+        runs.push((cut, resent));
+    }
+    let mean = shares.iter().sum::<f64>() / shares.len() as f64;
+    let worst = shares.iter().cloned().fold(0.0, f64::max);
+    let n = runs.len() as f64;
+    let avg = |f: &dyn Fn(&(Run, u64)) -> f64| runs.iter().map(f).sum::<f64>() / n;
+    let resent = avg(&|(_, r)| *r as f64);
+    let sent = avg(&|(c, _)| c.requests as f64);
+    let wire = avg(&|(c, _)| c.traffic.up as f64);
+    let envelopes = envelopes_total as f64 / n;
     Ok(vec![
         Row::new(
-            format!("{intakes} intakes over 64 kbit/s, 400 ms RTT, cut every 32 KiB: completes"),
+            format!("{intakes} intakes over 64 kbit/s, 400 ms RTT, cut every 32 KiB: completes ({CUT_RUNS} runs)"),
             format!(
-                "yes: {} sync run(s), {} cuts, {:.1} s",
-                cut.attempts,
-                cut.traffic.cuts,
-                cut.time.as_secs_f64()
+                "yes: {} sync run(s) each, {:.1} cuts, {:.1} s (mean)",
+                runs.iter().map(|(c, _)| c.attempts).max().unwrap_or(0),
+                avg(&|(c, _)| c.traffic.cuts as f64),
+                avg(&|(c, _)| c.time.as_secs_f64())
             ),
         )
-        .baseline_only(format!(
-            "{:.1} s on the same link uncut",
-            clean.time.as_secs_f64()
-        ))
+        .baseline_only(format!("{:.1} s on the same link uncut", clean.time.as_secs_f64()))
         .target("completes", true),
         Row::new(
-            "request bytes sent again because of the cuts",
-            format!(
-                "{} ({} sent, {} uncut)",
-                bytes(resent as f64),
-                bytes(cut.requests as f64),
-                bytes(clean.requests as f64)
-            ),
+            format!("request bytes sent again because of the cuts (mean; worst run {:.0}%)", worst * 100.0),
+            format!("{} ({} sent, {} uncut)", bytes(resent), bytes(sent), bytes(clean.requests as f64)),
         )
-        .baseline(format!("{} of envelopes", bytes(envelopes as f64)), share)
-        .target("≤ 10%", share <= 0.10),
+        .baseline(format!("{} of envelopes", bytes(envelopes)), mean)
+        .target("≤ 10%", mean <= 0.10),
         Row::new(
-            "all bytes sent on the wire beyond the uncut link's (TLS handshakes, headers, resent)",
-            bytes(wire as f64),
+            "bytes on the wire, cutting link (TLS handshakes, headers, resent)",
+            bytes(wire),
         )
-        .baseline(
-            format!("{} uncut", bytes(clean.traffic.up as f64)),
-            cut.traffic.up as f64 / clean.traffic.up as f64,
-        ),
+        .baseline(format!("{} uncut", bytes(clean.traffic.up as f64)), wire / clean.traffic.up as f64),
     ])
 }

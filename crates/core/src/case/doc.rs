@@ -12,7 +12,7 @@
 use automerge::transaction::Transactable;
 use automerge::{ActorId, AutoCommit, Change, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
 use super::fields;
@@ -25,7 +25,7 @@ const SCHEMA_KEY: &str = "amana_case";
 const SCHEMA: i64 = 1;
 
 /// One competing value of a conflicted field.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ConflictValue {
     /// The value.
     pub value: Json,
@@ -34,7 +34,7 @@ pub struct ConflictValue {
 }
 
 /// A field with concurrent, unresolved values.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Conflict {
     /// Dotted path, list items by id (`referrals.ab12.status`).
     pub path: String,
@@ -43,7 +43,7 @@ pub struct Conflict {
 }
 
 /// A case as read: the typed record plus any unresolved conflicts.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CaseView {
     /// The case, with the deterministic winner of each conflicted field.
     pub case: Case,

@@ -66,17 +66,48 @@ impl DeviceStore {
         }
     }
 
-    /// Every case on this device, oldest first.
+    /// Every case on this device, oldest first. Read from each case's sealed
+    /// view (written with its document), so no document is loaded unless a
+    /// view is missing.
     pub fn cases(&self) -> Result<Vec<CaseView>, StoreError> {
-        let mut views = self
-            .docs()?
-            .into_iter()
-            .map(|bytes| Ok(CaseDoc::load(&bytes, self.keys.device_id())?.read()?))
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT case_key, doc_sealed, view_sealed FROM cases")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, Option<Vec<u8>>>(2)?,
+            ))
+        })?;
+        let mut views = Vec::new();
+        for row in rows {
+            let (key, doc, view) = row?;
+            views.push(self.read_view(&key, &doc, view.as_deref())?);
+        }
         views.sort_by(|a, b| {
             (a.case.created_at, a.case.case_id).cmp(&(b.case.created_at, b.case.case_id))
         });
         Ok(views)
+    }
+
+    /// A case's view from its sealed view, or from its document when the
+    /// row has none (written before views were kept, or not a readable
+    /// case, which then fails here as it always did).
+    fn read_view(
+        &self,
+        key: &[u8],
+        doc: &[u8],
+        view: Option<&[u8]>,
+    ) -> Result<CaseView, StoreError> {
+        if let Some(sealed) = view {
+            let json = self.sealer.open(VIEWS, key, sealed)?;
+            if let Ok(view) = serde_json::from_slice(&json) {
+                return Ok(view);
+            }
+        }
+        let bytes = self.sealer.open("cases", key, doc)?;
+        Ok(CaseDoc::load(&bytes, self.keys.device_id())?.read()?)
     }
 
     /// Every case document, as saved.
@@ -104,7 +135,9 @@ impl DeviceStore {
 }
 
 /// Applies received changes inside an open transaction (the sync engine
-/// commits them together with its cursor).
+/// commits them together with its cursor). The Automerge work of each
+/// case runs on every core (a first sync brings thousands of cases); the
+/// database is read and written from this thread only.
 pub(crate) fn apply_in(
     tx: &Transaction<'_>,
     sealer: &super::Sealer,
@@ -115,15 +148,24 @@ pub(crate) fn apply_in(
     for c in changes {
         by_case.entry(c.case).or_default().push(c.change.clone());
     }
-    for (id, batch) in by_case {
-        let mut doc = match load_doc(tx, sealer, id, keys)? {
-            Some(mut doc) => {
-                doc.apply_changes(&batch)?;
+    let work = by_case
+        .into_iter()
+        .map(|(id, batch)| Ok((id, batch, load_sealed(tx, sealer, id)?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let device = keys.device_id();
+    let rows: Vec<Result<SealedCase, StoreError>> = on_every_core(&work, |(id, batch, held)| {
+        let mut doc = match held {
+            Some(bytes) => {
+                let mut doc = CaseDoc::load(bytes, device)?;
+                doc.apply_changes(batch)?;
                 doc
             }
-            None => CaseDoc::from_changes(&batch, keys.device_id())?,
+            None => CaseDoc::from_changes(batch, device)?,
         };
-        save_doc(tx, sealer, id, &mut doc)?;
+        Ok(SealedCase::build(sealer, *id, &mut doc))
+    });
+    for row in rows {
+        row?.write(tx)?;
     }
     Ok(())
 }
@@ -135,17 +177,53 @@ pub(crate) fn merge_saved_in(
     keys: &crate::keys::DeviceKeys,
     docs: &[SavedCase],
 ) -> Result<(), StoreError> {
-    for saved in docs {
-        let mut doc = match load_doc(tx, sealer, saved.case, keys)? {
-            Some(mut doc) => {
+    let work = docs
+        .iter()
+        .map(|saved| Ok((saved, load_sealed(tx, sealer, saved.case)?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let device = keys.device_id();
+    let rows: Vec<Result<SealedCase, StoreError>> = on_every_core(&work, |(saved, held)| {
+        let mut doc = match held {
+            Some(bytes) => {
+                let mut doc = CaseDoc::load(bytes, device)?;
                 doc.merge_saved(&saved.doc)?;
                 doc
             }
-            None => CaseDoc::load(&saved.doc, keys.device_id())?,
+            None => CaseDoc::load(&saved.doc, device)?,
         };
-        save_doc(tx, sealer, saved.case, &mut doc)?;
+        Ok(SealedCase::build(sealer, saved.case, &mut doc))
+    });
+    for row in rows {
+        row?.write(tx)?;
     }
     Ok(())
+}
+
+/// `f` over `items`, split across the machine's cores when there are
+/// enough items to be worth a thread; results in the order of `items`.
+fn on_every_core<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    const PER_THREAD: usize = 16;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len() / PER_THREAD)
+        .max(1);
+    if threads == 1 {
+        return items.iter().map(&f).collect();
+    }
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(items.len().div_ceil(threads))
+            .map(|chunk| scope.spawn(move || chunk.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 impl DeviceStore {
@@ -171,12 +249,15 @@ pub(super) fn case_key(sealer: &super::Sealer, id: CaseId) -> Vec<u8> {
     sealer.index("case", id.as_bytes())
 }
 
-fn load_doc(
+/// The sealing table of case views (beside their documents in `cases`).
+const VIEWS: &str = "case_views";
+
+/// A case's document, opened, if this device holds it.
+fn load_sealed(
     tx: &Transaction<'_>,
     sealer: &super::Sealer,
     id: CaseId,
-    keys: &crate::keys::DeviceKeys,
-) -> Result<Option<CaseDoc>, StoreError> {
+) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, StoreError> {
     let key = case_key(sealer, id);
     let sealed: Option<Vec<u8>> = tx
         .query_row(
@@ -185,12 +266,53 @@ fn load_doc(
             |r| r.get(0),
         )
         .optional()?;
-    sealed
-        .map(|s| {
-            let bytes = sealer.open("cases", &key, &s)?;
-            Ok(CaseDoc::load(&bytes, keys.device_id())?)
-        })
+    sealed.map(|s| sealer.open("cases", &key, &s)).transpose()
+}
+
+fn load_doc(
+    tx: &Transaction<'_>,
+    sealer: &super::Sealer,
+    id: CaseId,
+    keys: &crate::keys::DeviceKeys,
+) -> Result<Option<CaseDoc>, StoreError> {
+    load_sealed(tx, sealer, id)?
+        .map(|bytes| Ok(CaseDoc::load(&bytes, keys.device_id())?))
         .transpose()
+}
+
+/// A case row ready to write: its document saved and sealed, and its view
+/// sealed (none if the document does not read as a case).
+struct SealedCase {
+    key: Vec<u8>,
+    doc: Vec<u8>,
+    view: Option<Vec<u8>>,
+}
+
+impl SealedCase {
+    fn build(sealer: &super::Sealer, id: CaseId, doc: &mut CaseDoc) -> SealedCase {
+        let key = case_key(sealer, id);
+        let sealed = sealer.seal("cases", &key, &zeroize::Zeroizing::new(doc.save()));
+        let view = doc
+            .read()
+            .ok()
+            .and_then(|view| serde_json::to_vec(&view).ok())
+            .map(|json| sealer.seal(VIEWS, &key, &zeroize::Zeroizing::new(json)));
+        SealedCase {
+            key,
+            doc: sealed,
+            view,
+        }
+    }
+
+    fn write(&self, tx: &Transaction<'_>) -> Result<(), StoreError> {
+        tx.execute(
+            "INSERT INTO cases (case_key, doc_sealed, view_sealed) VALUES (?1, ?2, ?3)
+             ON CONFLICT (case_key) DO UPDATE
+             SET doc_sealed = excluded.doc_sealed, view_sealed = excluded.view_sealed",
+            params![self.key, self.doc, self.view],
+        )?;
+        Ok(())
+    }
 }
 
 fn save_doc(
@@ -199,14 +321,7 @@ fn save_doc(
     id: CaseId,
     doc: &mut CaseDoc,
 ) -> Result<(), StoreError> {
-    let key = case_key(sealer, id);
-    let sealed = sealer.seal("cases", &key, &zeroize::Zeroizing::new(doc.save()));
-    tx.execute(
-        "INSERT INTO cases (case_key, doc_sealed) VALUES (?1, ?2)
-         ON CONFLICT (case_key) DO UPDATE SET doc_sealed = excluded.doc_sealed",
-        params![key, sealed],
-    )?;
-    Ok(())
+    SealedCase::build(sealer, id, doc).write(tx)
 }
 
 pub(super) fn push_outbox(

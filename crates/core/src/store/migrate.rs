@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/device/0002_submissions.sql"),
     include_str!("../../migrations/device/0003_lifecycle.sql"),
     include_str!("../../migrations/device/0004_witnesses.sql"),
+    include_str!("../../migrations/device/0005_case_views.sql"),
 ];
 
 /// Brings the schema up to date.

@@ -287,3 +287,59 @@ fn own_log_outbox_and_receipts() {
     assert!(store.unreceipted().unwrap().is_empty());
     assert_eq!(store.receipts().unwrap(), vec![b"receipt".to_vec()]);
 }
+
+#[test]
+fn the_case_list_reads_sealed_views_that_match_the_documents_conflicts_included() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store =
+        DeviceStore::create(dir.path(), DeviceKeys::generate(), &pass("pw"), WORK).unwrap();
+    // Many cases from elsewhere (enough to be built on several threads),
+    // one of them edited concurrently by two other devices.
+    let (a, b) = (DeviceId::from_bytes([4; 16]), DeviceId::from_bytes([5; 16]));
+    let mut incoming = Vec::new();
+    let mut shared = None;
+    for i in 0..40 {
+        let remote = case(&format!("remote case {i}"));
+        let (mut doc, change) = crate::case::CaseDoc::create(&remote, a).unwrap();
+        incoming.push(CaseChange {
+            case: remote.case_id,
+            change: change.clone(),
+        });
+        if i == 0 {
+            let mut other = crate::case::CaseDoc::load(&doc.save(), b).unwrap();
+            for (edited, level) in [(&mut doc, "medium"), (&mut other, "low")] {
+                let change = edited.set_field("risk.level", level).unwrap().unwrap();
+                incoming.push(CaseChange {
+                    case: remote.case_id,
+                    change,
+                });
+            }
+            shared = Some(remote.case_id);
+        }
+    }
+    store.apply_changes(&incoming).unwrap();
+    store.record_intake(&case("recorded here")).unwrap();
+    let listed = store.cases().unwrap();
+    assert_eq!(listed.len(), 41);
+    for view in &listed {
+        assert_eq!(
+            view,
+            &store.case(view.case.case_id).unwrap(),
+            "view = document"
+        );
+    }
+    let conflicted = listed
+        .iter()
+        .find(|v| Some(v.case.case_id) == shared)
+        .unwrap();
+    assert_eq!(conflicted.conflicts.len(), 1);
+    assert_eq!(conflicted.conflicts[0].path, "risk.level");
+
+    // A row without a view (written before views were kept) is read from
+    // its document.
+    store
+        .conn
+        .execute("UPDATE cases SET view_sealed = NULL", [])
+        .unwrap();
+    assert_eq!(store.cases().unwrap(), listed);
+}
