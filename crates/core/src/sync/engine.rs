@@ -55,10 +55,12 @@ const PAGE_LIMIT: usize = 200;
 /// Envelope bytes per pulled page (the relay sends at least one envelope);
 /// halved for the rest of the sync each time a page is cut off.
 const PAGE_TARGET_BYTES: usize = 64 * 1024;
-/// Requests cut off mid-transfer that one sync retries on a new connection
-/// before it gives up (a retried request is idempotent: the relay answers
-/// `duplicate` for envelopes it already holds).
-const RETRIES: usize = 8;
+/// Requests cut off in a row that a sync retries on a new connection
+/// before it gives up; every request that gets through starts the count
+/// again, so a sync goes on as long as the link lets anything through (a
+/// retried request is idempotent: the relay answers `duplicate` for
+/// envelopes it already holds).
+const RETRIES: usize = 4;
 
 /// Whether an error is a connection cut off in transfer, worth retrying
 /// at once on a new connection.
@@ -380,12 +382,16 @@ pub(super) fn push<T: Transport>(
                     store.add_receipt(seq, receipt)?;
                     receipted += 1;
                 }
+                if receipted > 0 {
+                    retries = 0;
+                }
                 done += receipted;
                 rest = &rest[receipted..];
                 continue;
             }
             other => other?,
         };
+        retries = 0;
         for accepted in &accepted {
             let bytes = batch
                 .iter()
@@ -472,6 +478,7 @@ fn pull<T: Transport>(
             }
             other => other?,
         };
+        retries = 0;
         check_page_order(&page, cursor)?;
         check_heads(&page, &heads)?;
         let mut pulled = PulledPage {
