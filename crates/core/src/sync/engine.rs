@@ -30,7 +30,7 @@ use crate::envelope::seal::{self, CaseChange};
 use crate::envelope::{EnvelopeHeader, EnvelopeLimits, Kind, Stored};
 use crate::error::EnvelopeError;
 use crate::framing::Page;
-use crate::ids::{CaseId, DeviceId, Digest};
+use crate::ids::{CaseId, DeviceId, Digest, TeamId};
 use crate::invite::safety_number;
 use crate::keys::EpochKeyring;
 use crate::receipt::Receipt;
@@ -337,6 +337,7 @@ pub(super) fn push<T: Transport>(
         .relay_receipt_key
         .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(k.as_bytes()).ok())
         .ok_or_else(|| StoreError::Corrupt("the pinned relay key is missing".into()))?;
+    let pinned = (membership.team, &relay_key);
     let pending = store.unreceipted()?;
     let total = pending.len();
     let mut done = 0;
@@ -367,19 +368,7 @@ pub(super) fn push<T: Transport>(
                 let mut receipted = 0;
                 for (bytes, receipt) in batch.iter().zip(&held) {
                     let seq = envelope_seq(bytes).unwrap_or(0);
-                    let verified = Receipt::verify(receipt, &relay_key)
-                        .map_err(|_| SyncError::BadReceipt { seq })?;
-                    let expected = Receipt {
-                        team: membership.team,
-                        device: me,
-                        seq,
-                        envelope: crate::envelope::id_of(bytes).unwrap_or(Digest::ZERO),
-                        cursor: verified.cursor,
-                    };
-                    if verified != expected {
-                        return Err(SyncError::BadReceipt { seq });
-                    }
-                    store.add_receipt(seq, receipt)?;
+                    keep_receipt(store, pinned, bytes, seq, receipt, None)?;
                     receipted += 1;
                 }
                 if receipted > 0 {
@@ -399,19 +388,14 @@ pub(super) fn push<T: Transport>(
                 .ok_or_else(|| {
                     SyncError::RelayGarbage("a receipt for an envelope not sent".into())
                 })?;
-            let receipt = Receipt::verify(&accepted.receipt, &relay_key)
-                .map_err(|_| SyncError::BadReceipt { seq: accepted.seq })?;
-            let expected = Receipt {
-                team: membership.team,
-                device: store.keys().device_id(),
-                seq: accepted.seq,
-                envelope: crate::envelope::id_of(bytes).unwrap_or(Digest::ZERO),
-                cursor: accepted.cursor,
-            };
-            if receipt != expected {
-                return Err(SyncError::BadReceipt { seq: accepted.seq });
-            }
-            store.add_receipt(accepted.seq, &accepted.receipt)?;
+            keep_receipt(
+                store,
+                pinned,
+                bytes,
+                accepted.seq,
+                &accepted.receipt,
+                Some(accepted.cursor),
+            )?;
             done += 1;
         }
         if let Some(refusal) = refused {
@@ -432,6 +416,34 @@ pub(super) fn push<T: Transport>(
     }
     progress(Progress::Pushing { done, total });
     Ok(done)
+}
+
+/// Verifies the relay's receipt for this device's envelope `bytes` at
+/// `seq` (signed by the relay key pinned at enrolment, stating exactly
+/// this team, device, seq, envelope id, and the cursor the relay answered
+/// with, if it answered one) and keeps it.
+fn keep_receipt(
+    store: &mut DeviceStore,
+    (team, relay_key): (TeamId, &ed25519_dalek::VerifyingKey),
+    bytes: &[u8],
+    seq: u64,
+    receipt: &[u8],
+    cursor: Option<u64>,
+) -> Result<(), SyncError> {
+    let verified =
+        Receipt::verify(receipt, relay_key).map_err(|_| SyncError::BadReceipt { seq })?;
+    let expected = Receipt {
+        team,
+        device: store.keys().device_id(),
+        seq,
+        envelope: crate::envelope::id_of(bytes).unwrap_or(Digest::ZERO),
+        cursor: cursor.unwrap_or(verified.cursor),
+    };
+    if verified != expected {
+        return Err(SyncError::BadReceipt { seq });
+    }
+    store.add_receipt(seq, receipt)?;
+    Ok(())
 }
 
 fn envelope_header(bytes: &[u8]) -> Option<EnvelopeHeader> {

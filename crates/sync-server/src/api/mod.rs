@@ -415,10 +415,13 @@ async fn upload(
                 new
             })
             .collect();
-        let (appended, refused) =
+        let (appended, refused) = if new.is_empty() {
+            (Vec::new(), None)
+        } else {
             state
                 .store
-                .append_envelopes(team, &new, state.now(), state.limits.max_team_bytes)?;
+                .append_envelopes(team, &new, state.now(), state.limits.max_team_bytes)?
+        };
         let accepted: Vec<_> = new
             .iter()
             .zip(&appended)
