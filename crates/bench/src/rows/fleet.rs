@@ -3,7 +3,9 @@
 //! requests of a field device's sync (the roster after the one it holds,
 //! a page, one new envelope).
 //! Latency is timed per request at the device; the relay's memory is read
-//! from /proc.
+//! from /proc. The devices are light on purpose (no store work), so the
+//! relay is what is measured: `one_sync` follows the requests the sync
+//! engine makes for a field device, and must change when those do.
 
 use std::path::Path;
 use std::sync::{Arc, Barrier, Mutex};

@@ -421,10 +421,7 @@ impl<T: Transport> RelayClient<T> {
         after: u64,
         limit: usize,
     ) -> Result<Page, SyncError> {
-        let path = self.path(&format!("envelopes?after={after}&limit={limit}"));
-        let response = self.signed(env, keys, Method::Get, path, None, Vec::new())?;
-        let body = binary_ok(&response, framing::PAGE)?;
-        Page::parse(&body, MAX_PAGE_HEADS, MAX_PAGE_ENTRIES).map_err(|e| garbage(&e.to_string()))
+        self.get_page(env, keys, format!("envelopes?after={after}&limit={limit}"))
     }
 
     /// `GET …/envelopes?after=…&limit=…&max_bytes=…`: one page of at most
@@ -437,9 +434,20 @@ impl<T: Transport> RelayClient<T> {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Page, SyncError> {
-        let path = self.path(&format!(
-            "envelopes?after={after}&limit={limit}&max_bytes={max_bytes}"
-        ));
+        self.get_page(
+            env,
+            keys,
+            format!("envelopes?after={after}&limit={limit}&max_bytes={max_bytes}"),
+        )
+    }
+
+    fn get_page(
+        &mut self,
+        env: &mut Env,
+        keys: &DeviceKeys,
+        query: String,
+    ) -> Result<Page, SyncError> {
+        let path = self.path(&query);
         let response = self.signed(env, keys, Method::Get, path, None, Vec::new())?;
         let body = binary_ok(&response, framing::PAGE)?;
         Page::parse(&body, MAX_PAGE_HEADS, MAX_PAGE_ENTRIES).map_err(|e| garbage(&e.to_string()))
@@ -574,8 +582,8 @@ fn binary_ok(response: &Response, media_type: &str) -> Result<Vec<u8>, SyncError
     Ok(response.body.clone())
 }
 
-/// A framed list (key envelopes, announcements, new roster operations); an empty body is an
-/// empty list.
+/// A framed list (key envelopes, announcements, new roster operations);
+/// an empty body is an empty list.
 fn framed_list(body: &[u8]) -> Result<Vec<Vec<u8>>, SyncError> {
     if body.is_empty() {
         return Ok(Vec::new());
