@@ -252,6 +252,86 @@ fn nonces_are_single_use_until_they_expire() {
         "replay refused"
     );
     assert!(store.use_nonce(device, [2; 16], 100, 50).unwrap());
+    // Once expired, a nonce is forgotten (the request itself would be
+    // refused for its age before it got here).
+    assert!(store.use_nonce(device, [1; 16], 300, 101).unwrap());
+}
+
+/// Writers on many threads at once (uploads and request nonces share a
+/// commit): each gets its own outcome, a refused envelope takes nothing of
+/// the others with it, and everything acknowledged is in the file after it
+/// is reopened.
+#[test]
+fn concurrent_writers_each_get_their_own_durable_outcome() {
+    use amana_core::DeviceId;
+    use amana_sync_server::store::NewEnvelope;
+    const WRITERS: usize = 8;
+    const SEQS: u64 = 20;
+    let t = team();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.sqlite");
+    let team_id = t.roster.team();
+    {
+        let store = std::sync::Arc::new(SqliteStore::open(&path).unwrap());
+        store
+            .create_team(team_id, t.roster.ops()[0].as_bytes(), 0, 10)
+            .unwrap();
+        let threads: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let device = DeviceId::from_bytes([w as u8 + 1; 16]);
+                    let mut prev = Digest::ZERO;
+                    for seq in 1..=SEQS {
+                        let bytes = format!("writer {w} seq {seq}").into_bytes();
+                        let id = Digest::of(&bytes);
+                        let new = |seq, prev| NewEnvelope {
+                            device,
+                            seq,
+                            prev,
+                            epoch: 1,
+                            id,
+                            bytes: &bytes,
+                        };
+                        assert!(store.use_nonce(device, [seq as u8; 16], 1000, 1).unwrap());
+                        if w % 2 == 0 {
+                            // A gap is refused; the writer's chain goes on.
+                            assert!(matches!(
+                                store.append_envelope(team_id, &new(seq + 1, prev), 1, u64::MAX),
+                                Err(StoreError::Gap { expected, .. }) if expected == seq
+                            ));
+                        }
+                        let appended = store
+                            .append_envelope(team_id, &new(seq, prev), 1, u64::MAX)
+                            .unwrap();
+                        assert!(matches!(appended, Appended::New { .. }));
+                        assert!(
+                            !store.use_nonce(device, [seq as u8; 16], 1000, 1).unwrap(),
+                            "a nonce is single-use across groups"
+                        );
+                        prev = id;
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let stored = store.envelopes_after(team_id, 0, 10_000).unwrap();
+    let cursors: Vec<u64> = stored.iter().map(|e| e.cursor).collect();
+    assert_eq!(cursors, (1..=WRITERS as u64 * SEQS).collect::<Vec<_>>());
+    let heads = store.heads(team_id).unwrap();
+    assert_eq!(heads.len(), WRITERS);
+    for head in heads {
+        assert_eq!(head.seq, SEQS);
+        let w = head.device.as_bytes()[0] - 1;
+        assert_eq!(
+            head.id,
+            Digest::of(format!("writer {w} seq {SEQS}").as_bytes())
+        );
+    }
 }
 
 #[test]

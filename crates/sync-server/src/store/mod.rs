@@ -10,6 +10,7 @@
 //! equivocation evidence and quotas.
 
 mod enrolment;
+mod group;
 mod lifecycle;
 mod sqlite;
 

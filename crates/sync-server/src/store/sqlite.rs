@@ -7,6 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 use amana_core::{DeviceId, Digest, TeamId};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use super::group::GroupCommit;
 use super::{
     Appended, Compaction, Head, JoinRecord, NewEnvelope, RelayStore, RosterEffect, StoreError,
     StoredEnvelope,
@@ -16,11 +17,14 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_enrolment.sql"),
     include_str!("../../migrations/sqlite/0003_lifecycle.sql"),
+    include_str!("../../migrations/sqlite/0004_nonce_expiry.sql"),
 ];
 
 /// The SQLite implementation of [`RelayStore`].
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// Nonces and uploads of concurrent requests share a commit.
+    group: GroupCommit,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -62,6 +66,8 @@ impl SqliteStore {
     fn init(mut conn: Connection) -> Result<Self, StoreError> {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(backend)?;
+        // Room for every statement a request or an upload makes.
+        conn.set_prepared_statement_cache_capacity(64);
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
@@ -87,6 +93,7 @@ impl SqliteStore {
         }
         Ok(Self {
             conn: Mutex::new(conn),
+            group: GroupCommit::default(),
         })
     }
 
@@ -97,15 +104,27 @@ impl SqliteStore {
     }
 }
 
-pub(super) fn team_exists(conn: &Connection, team: TeamId) -> Result<(), StoreError> {
-    let found: Option<i64> = conn
-        .query_row(
-            "SELECT 1 FROM teams WHERE team = ?1",
-            [team.as_bytes()],
-            |r| r.get(0),
-        )
+/// At most one row, through the connection's statement cache (the
+/// queries every request or envelope makes).
+pub(super) fn cached_row<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Option<T>, StoreError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut stmt| stmt.query_row(params, row))
         .optional()
-        .map_err(backend)?;
+        .map_err(backend)
+}
+
+pub(super) fn team_exists(conn: &Connection, team: TeamId) -> Result<(), StoreError> {
+    let found: Option<i64> = cached_row(
+        conn,
+        "SELECT 1 FROM teams WHERE team = ?1",
+        [team.as_bytes()],
+        |r| r.get(0),
+    )?;
     found.map(|_| ()).ok_or(StoreError::UnknownTeam(team))
 }
 
@@ -204,49 +223,14 @@ impl RelayStore for SqliteStore {
         now: u64,
         max_team_bytes: u64,
     ) -> Result<(Vec<Appended>, Option<StoreError>), StoreError> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(backend)?;
-        let (stored_bytes, next_cursor): (i64, i64) = tx
-            .query_row(
-                "SELECT stored_bytes, next_cursor FROM teams WHERE team = ?1",
-                [team.as_bytes()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(backend)?
-            .ok_or(StoreError::UnknownTeam(team))?;
-        let mut tally = Tally {
-            stored_bytes: stored_bytes as u64,
-            next_cursor,
-            max_team_bytes,
-        };
-        let mut appended = Vec::with_capacity(envelopes.len());
-        let mut refused = None;
-        for env in envelopes {
-            match append_one(&tx, team, env, now, &mut tally) {
-                Ok(outcome) => appended.push(outcome),
-                Err(e @ (StoreError::Backend(_) | StoreError::Corrupt(_))) => return Err(e),
-                Err(e) => {
-                    refused = Some(e);
-                    break;
-                }
-            }
-        }
-        tx.execute(
-            "UPDATE teams SET stored_bytes = ?2, next_cursor = ?3 WHERE team = ?1",
-            params![
-                team.as_bytes(),
-                tally.stored_bytes as i64,
-                tally.next_cursor
-            ],
+        let envelopes: Vec<OwnedEnvelope> = envelopes.iter().map(OwnedEnvelope::from).collect();
+        // One commit (one fsync) for the whole batch, shared with the
+        // writers waiting at the same time, and only then are receipts
+        // signed: nothing is acknowledged before it is durable.
+        self.group.run(
+            || self.lock(),
+            move |conn| append_batch(conn, team, &envelopes, now, max_team_bytes),
         )
-        .map_err(backend)?;
-        // One commit (one fsync) for the whole batch, and only then are
-        // receipts signed: nothing is acknowledged before it is durable.
-        tx.commit().map_err(backend)?;
-        Ok((appended, refused))
     }
 
     fn envelopes_after(
@@ -369,23 +353,23 @@ impl RelayStore for SqliteStore {
         expires_at: u64,
         now: u64,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(backend)?;
-        tx.execute(
-            "DELETE FROM request_nonces WHERE expires_at < ?1",
-            [now as i64],
+        self.group.run(
+            || self.lock(),
+            move |conn| {
+                conn.prepare_cached("DELETE FROM request_nonces WHERE expires_at < ?1")
+                    .and_then(|mut stmt| stmt.execute([now as i64]))
+                    .map_err(backend)?;
+                let inserted = conn
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO request_nonces (device, nonce, expires_at) VALUES (?1, ?2, ?3)",
+                    )
+                    .and_then(|mut stmt| {
+                        stmt.execute(params![device.as_bytes(), nonce, expires_at as i64])
+                    })
+                    .map_err(backend)?;
+                Ok(inserted == 1)
+            },
         )
-        .map_err(backend)?;
-        let inserted = tx
-            .execute(
-                "INSERT OR IGNORE INTO request_nonces (device, nonce, expires_at) VALUES (?1, ?2, ?3)",
-                params![device.as_bytes(), nonce, expires_at as i64],
-            )
-            .map_err(backend)?;
-        tx.commit().map_err(backend)?;
-        Ok(inserted == 1)
     }
 }
 
@@ -449,6 +433,89 @@ fn envelopes_in(
 }
 
 /// The team's running totals while a batch is appended.
+/// An envelope to append, owned so that it can wait in the group commit's
+/// queue.
+struct OwnedEnvelope {
+    device: DeviceId,
+    seq: u64,
+    prev: Digest,
+    epoch: u32,
+    id: Digest,
+    bytes: Vec<u8>,
+}
+
+impl From<&NewEnvelope<'_>> for OwnedEnvelope {
+    fn from(e: &NewEnvelope<'_>) -> Self {
+        Self {
+            device: e.device,
+            seq: e.seq,
+            prev: e.prev,
+            epoch: e.epoch,
+            id: e.id,
+            bytes: e.bytes.to_vec(),
+        }
+    }
+}
+
+impl OwnedEnvelope {
+    fn as_new(&self) -> NewEnvelope<'_> {
+        NewEnvelope {
+            device: self.device,
+            seq: self.seq,
+            prev: self.prev,
+            epoch: self.epoch,
+            id: self.id,
+            bytes: &self.bytes,
+        }
+    }
+}
+
+/// Appends a batch in order, up to the first refusal (which is returned
+/// beside what was appended; a failure of the database is an error), and
+/// keeps the team's byte and cursor tally.
+fn append_batch(
+    conn: &Connection,
+    team: TeamId,
+    envelopes: &[OwnedEnvelope],
+    now: u64,
+    max_team_bytes: u64,
+) -> Result<(Vec<Appended>, Option<StoreError>), StoreError> {
+    let (stored_bytes, next_cursor): (i64, i64) = cached_row(
+        conn,
+        "SELECT stored_bytes, next_cursor FROM teams WHERE team = ?1",
+        [team.as_bytes()],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?
+    .ok_or(StoreError::UnknownTeam(team))?;
+    let mut tally = Tally {
+        stored_bytes: stored_bytes as u64,
+        next_cursor,
+        max_team_bytes,
+    };
+    let mut appended = Vec::with_capacity(envelopes.len());
+    let mut refused = None;
+    for env in envelopes {
+        match append_one(conn, team, &env.as_new(), now, &mut tally) {
+            Ok(outcome) => appended.push(outcome),
+            Err(e @ (StoreError::Backend(_) | StoreError::Corrupt(_))) => return Err(e),
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    conn.prepare_cached("UPDATE teams SET stored_bytes = ?2, next_cursor = ?3 WHERE team = ?1")
+        .and_then(|mut update| {
+            update.execute(params![
+                team.as_bytes(),
+                tally.stored_bytes as i64,
+                tally.next_cursor
+            ])
+        })
+        .map_err(backend)?;
+    Ok((appended, refused))
+}
+
 struct Tally {
     stored_bytes: u64,
     next_cursor: i64,
@@ -465,14 +532,12 @@ fn append_one(
     now: u64,
     tally: &mut Tally,
 ) -> Result<Appended, StoreError> {
-    let existing: Option<(i64, Vec<u8>)> = tx
-        .query_row(
-            "SELECT cursor, envelope_id FROM envelopes WHERE team = ?1 AND device = ?2 AND seq = ?3",
-            params![team.as_bytes(), env.device.as_bytes(), env.seq as i64],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .map_err(backend)?;
+    let existing: Option<(i64, Vec<u8>)> = cached_row(
+        tx,
+        "SELECT cursor, envelope_id FROM envelopes WHERE team = ?1 AND device = ?2 AND seq = ?3",
+        params![team.as_bytes(), env.device.as_bytes(), env.seq as i64],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     if let Some((cursor, id)) = existing {
         if id == env.id.as_bytes() {
             return Ok(Appended::Duplicate {
@@ -498,27 +563,23 @@ fn append_one(
         });
     }
 
-    let bound: Option<i64> = tx
-        .query_row(
-            "SELECT last_seq FROM revocations WHERE team = ?1 AND device = ?2",
-            params![team.as_bytes(), env.device.as_bytes()],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(backend)?;
+    let bound: Option<i64> = cached_row(
+        tx,
+        "SELECT last_seq FROM revocations WHERE team = ?1 AND device = ?2",
+        params![team.as_bytes(), env.device.as_bytes()],
+        |r| r.get(0),
+    )?;
     if let Some(last_seq) = bound
         && env.seq > last_seq as u64
     {
         return Err(StoreError::Revoked { device: env.device });
     }
-    let head: Option<(i64, Vec<u8>)> = tx
-        .query_row(
-            "SELECT seq, envelope_id FROM heads WHERE team = ?1 AND device = ?2",
-            params![team.as_bytes(), env.device.as_bytes()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .map_err(backend)?;
+    let head: Option<(i64, Vec<u8>)> = cached_row(
+        tx,
+        "SELECT seq, envelope_id FROM heads WHERE team = ?1 AND device = ?2",
+        params![team.as_bytes(), env.device.as_bytes()],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     let (head_seq, head_id) = match head {
         Some((seq, id)) => (seq as u64, blob_id(id, Digest::from_bytes)?),
         None => (0, Digest::ZERO),
