@@ -314,9 +314,36 @@ fn concurrent_writers_each_get_their_own_durable_outcome() {
                 })
             })
             .collect();
+        // Reads run beside the writes (on their own connections) and each
+        // page is one snapshot: its heads match the envelopes it lists.
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (store, done) = (store.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut pages = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) || pages == 0 {
+                    let (listed, heads) = store.page(team_id, 0, 10_000).unwrap();
+                    for head in heads {
+                        let prefix = format!("writer {} seq ", head.device.as_bytes()[0] - 1);
+                        let of_device = listed
+                            .iter()
+                            .filter(|e| e.bytes.starts_with(prefix.as_bytes()))
+                            .count();
+                        assert_eq!(
+                            of_device as u64, head.seq,
+                            "a page's heads match its listing"
+                        );
+                    }
+                    pages += 1;
+                }
+                pages
+            })
+        };
         for thread in threads {
             thread.join().unwrap();
         }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(reader.join().unwrap() > 0);
     }
     let store = SqliteStore::open(&path).unwrap();
     let stored = store.envelopes_after(team_id, 0, 10_000).unwrap();

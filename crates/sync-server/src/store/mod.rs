@@ -12,6 +12,7 @@
 mod enrolment;
 mod group;
 mod lifecycle;
+mod readers;
 mod sqlite;
 
 pub use sqlite::SqliteStore;

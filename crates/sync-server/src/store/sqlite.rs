@@ -8,6 +8,7 @@ use amana_core::{DeviceId, Digest, TeamId};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::group::GroupCommit;
+use super::readers::{ReadConn, Readers};
 use super::{
     Appended, Compaction, Head, JoinRecord, NewEnvelope, RelayStore, RosterEffect, StoreError,
     StoredEnvelope,
@@ -25,6 +26,9 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
     /// Nonces and uploads of concurrent requests share a commit.
     group: GroupCommit,
+    /// Read-only connections for the reads every request makes (none for
+    /// an in-memory store).
+    readers: Option<Readers>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -55,7 +59,9 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path).map_err(backend)?;
-        Self::init(conn)
+        let mut store = Self::init(conn)?;
+        store.readers = Some(Readers::new(path));
+        Ok(store)
     }
 
     /// An in-memory store, for tests and benchmarks.
@@ -94,7 +100,17 @@ impl SqliteStore {
         Ok(Self {
             conn: Mutex::new(conn),
             group: GroupCommit::default(),
+            readers: None,
         })
+    }
+
+    /// A connection for reads that need no write lock: they see the last
+    /// commit and do not wait for one being flushed.
+    fn read(&self) -> Result<ReadConn<'_>, StoreError> {
+        match &self.readers {
+            Some(readers) => readers.take().map(ReadConn::Pooled),
+            None => Ok(ReadConn::Writer(self.lock())),
+        }
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -163,7 +179,7 @@ impl RelayStore for SqliteStore {
     }
 
     fn roster(&self, team: TeamId) -> Result<Vec<Vec<u8>>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read()?;
         team_exists(&conn, team)?;
         let mut stmt = conn
             .prepare_cached("SELECT op FROM roster_ops WHERE team = ?1 ORDER BY idx")
@@ -239,7 +255,7 @@ impl RelayStore for SqliteStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<StoredEnvelope>, StoreError> {
-        envelopes_in(&self.lock(), team, after, limit)
+        envelopes_in(&*self.read()?, team, after, limit)
     }
 
     fn envelope_at(
@@ -264,7 +280,7 @@ impl RelayStore for SqliteStore {
     }
 
     fn heads(&self, team: TeamId) -> Result<Vec<Head>, StoreError> {
-        heads_in(&self.lock(), team)
+        heads_in(&*self.read()?, team)
     }
 
     fn page(
@@ -273,11 +289,12 @@ impl RelayStore for SqliteStore {
         after: u64,
         limit: usize,
     ) -> Result<(Vec<StoredEnvelope>, Vec<Head>), StoreError> {
-        // One lock (and so no write in between): the heads describe
-        // exactly the log the listing was read from.
-        let conn = self.lock();
-        let envelopes = envelopes_in(&conn, team, after, limit)?;
-        let heads = heads_in(&conn, team)?;
+        // One read transaction (one snapshot): the heads describe exactly
+        // the log the listing was read from.
+        let conn = self.read()?;
+        let snapshot = conn.unchecked_transaction().map_err(backend)?;
+        let envelopes = envelopes_in(&snapshot, team, after, limit)?;
+        let heads = heads_in(&snapshot, team)?;
         Ok((envelopes, heads))
     }
 
