@@ -345,7 +345,11 @@ fn concurrent_writers_each_get_their_own_durable_outcome() {
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         assert!(reader.join().unwrap() > 0);
     }
-    let store = SqliteStore::open(&path).unwrap();
+    // Once the store is closed its file alone holds everything (the WAL
+    // was folded in), as an operator copying a stopped relay's file expects.
+    let copy = dir.path().join("copy.sqlite");
+    std::fs::copy(&path, &copy).unwrap();
+    let store = SqliteStore::open(&copy).unwrap();
     let stored = store.envelopes_after(team_id, 0, 10_000).unwrap();
     let cursors: Vec<u64> = stored.iter().map(|e| e.cursor).collect();
     assert_eq!(cursors, (1..=WRITERS as u64 * SEQS).collect::<Vec<_>>());

@@ -23,12 +23,15 @@ const MIGRATIONS: &[&str] = &[
 
 /// The SQLite implementation of [`RelayStore`].
 pub struct SqliteStore {
+    /// Read-only connections for the reads every request makes (none for
+    /// an in-memory store). Declared first so that they close before the
+    /// writer: the last connection to close folds the WAL into the
+    /// database file, and a read-only one cannot, which would leave a stopped
+    /// relay's file without its last writes for whoever copies it alone.
+    readers: Option<Readers>,
     conn: Mutex<Connection>,
     /// Nonces and uploads of concurrent requests share a commit.
     group: GroupCommit,
-    /// Read-only connections for the reads every request makes (none for
-    /// an in-memory store).
-    readers: Option<Readers>,
 }
 
 impl std::fmt::Debug for SqliteStore {
