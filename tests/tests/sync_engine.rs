@@ -303,17 +303,48 @@ fn a_page_keeps_to_the_byte_budget_a_device_asks_for() {
     let first = whole.entries[0].bytes.len();
     // A budget below one envelope still gets one; a budget of two gets two.
     let one = client
-        .page_within(&mut env, office.keys(), 0, 1000, 1)
+        .page_within(&mut env, office.keys(), 0, 1000, 1, &[])
         .unwrap();
     assert_eq!((one.entries.len(), one.more), (1, true));
     let two_bytes = first + whole.entries[1].bytes.len();
     let two = client
-        .page_within(&mut env, office.keys(), 0, 1000, two_bytes)
+        .page_within(&mut env, office.keys(), 0, 1000, two_bytes, &[])
         .unwrap();
     assert_eq!((two.entries.len(), two.more), (2, true));
     assert_eq!(two.next_cursor, whole.entries[1].cursor);
     let all = client
-        .page_within(&mut env, office.keys(), 0, 1000, usize::MAX)
+        .page_within(&mut env, office.keys(), 0, 1000, usize::MAX, &[])
         .unwrap();
     assert_eq!((all.entries.len(), all.more), (whole.entries.len(), false));
+    assert!(!all.heads_as_held, "no digest of held heads was sent");
+
+    // A device holding exactly the relay's heads is not sent them again;
+    // one holding others gets the relay's list.
+    let held = whole.heads.clone();
+    assert!(!held.is_empty());
+    let same = client
+        .page_within(
+            &mut env,
+            office.keys(),
+            whole.next_cursor,
+            1000,
+            usize::MAX,
+            &held,
+        )
+        .unwrap();
+    assert!(same.entries.is_empty());
+    assert!(same.heads_as_held);
+    assert_eq!(same.heads, held);
+    let stale = client
+        .page_within(
+            &mut env,
+            office.keys(),
+            whole.next_cursor,
+            1000,
+            usize::MAX,
+            &held[1..],
+        )
+        .unwrap();
+    assert!(!stale.heads_as_held);
+    assert_eq!(stale.heads, whole.heads);
 }

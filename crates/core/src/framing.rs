@@ -8,7 +8,9 @@
 //!   (`application/vnd.amana.keys`): repeated `len u32 ‖ bytes`;
 //! - page (`application/vnd.amana.page`): `next_cursor u64 ‖ more u8 ‖
 //!   heads u32 ‖ (device 16 ‖ seq u64 ‖ id 32)* ‖ count u32 ‖
-//!   (cursor u64 ‖ len u32 ‖ envelope)*`.
+//!   (cursor u64 ‖ len u32 ‖ envelope)*`, where a head count of
+//!   [`HEADS_AS_HELD`] (and no head records) says the relay's heads are
+//!   those whose [`heads_digest`] the device sent with its request.
 
 use crate::ids::{DeviceId, Digest};
 
@@ -113,6 +115,26 @@ pub struct PageHead {
     pub id: Digest,
 }
 
+/// The head count that stands for "the heads you hold": the relay's heads
+/// have the digest the request carried, so they are not repeated.
+pub const HEADS_AS_HELD: u32 = u32::MAX;
+
+/// The digest a device sends of the heads it holds (sorted by device), so
+/// that a relay whose heads are the same need not list them: a no-op sync
+/// then costs the same for a team of 5 or 50.
+pub fn heads_digest(heads: &[PageHead]) -> Digest {
+    let mut sorted = heads.to_vec();
+    sorted.sort_by_key(|h| h.device);
+    let mut data = Vec::with_capacity(16 + sorted.len() * 56);
+    data.extend_from_slice(b"amana/v1/heads\0");
+    for h in &sorted {
+        data.extend_from_slice(h.device.as_bytes());
+        data.extend_from_slice(&h.seq.to_be_bytes());
+        data.extend_from_slice(h.id.as_bytes());
+    }
+    Digest::of(&data)
+}
+
 /// An envelope in a page, with its team-wide cursor.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PageEntry {
@@ -129,8 +151,11 @@ pub struct Page {
     pub next_cursor: u64,
     /// Whether more envelopes follow.
     pub more: bool,
-    /// Every device's head at the relay.
+    /// Every device's head at the relay (empty when `heads_as_held`).
     pub heads: Vec<PageHead>,
+    /// The relay did not list its heads: they are the ones whose digest the
+    /// request carried.
+    pub heads_as_held: bool,
     /// The envelopes, in cursor order.
     pub entries: Vec<PageEntry>,
 }
@@ -143,13 +168,26 @@ impl Page {
         heads: &[PageHead],
         entries: impl Iterator<Item = (u64, &'a [u8])> + Clone,
     ) -> Vec<u8> {
+        Self::encode_with(next_cursor, more, Some(heads), entries)
+    }
+
+    /// Encodes a page; `None` for heads stands for the heads the requester
+    /// holds ([`HEADS_AS_HELD`]).
+    pub fn encode_with<'a>(
+        next_cursor: u64,
+        more: bool,
+        heads: Option<&[PageHead]>,
+        entries: impl Iterator<Item = (u64, &'a [u8])> + Clone,
+    ) -> Vec<u8> {
+        let listed = heads.unwrap_or_default();
         let size: usize =
-            entries.clone().map(|(_, b)| b.len() + 12).sum::<usize>() + heads.len() * 56 + 17;
+            entries.clone().map(|(_, b)| b.len() + 12).sum::<usize>() + listed.len() * 56 + 17;
         let mut out = Vec::with_capacity(size);
         out.extend_from_slice(&next_cursor.to_be_bytes());
         out.push(u8::from(more));
-        out.extend_from_slice(&(heads.len() as u32).to_be_bytes());
-        for h in heads {
+        let count = heads.map_or(HEADS_AS_HELD, |h| h.len() as u32);
+        out.extend_from_slice(&count.to_be_bytes());
+        for h in listed {
             out.extend_from_slice(h.device.as_bytes());
             out.extend_from_slice(&h.seq.to_be_bytes());
             out.extend_from_slice(h.id.as_bytes());
@@ -173,7 +211,13 @@ impl Page {
         let (next_cursor, rest) = take::<8>(body)?;
         let (more, rest) = take::<1>(rest)?;
         let (head_count, mut rest) = take::<4>(rest)?;
-        let head_count = u32::from_be_bytes(head_count) as usize;
+        let head_count = u32::from_be_bytes(head_count);
+        let heads_as_held = head_count == HEADS_AS_HELD;
+        let head_count = if heads_as_held {
+            0
+        } else {
+            head_count as usize
+        };
         if head_count > max_heads {
             return Err(FrameError::TooMany { max: max_heads });
         }
@@ -211,6 +255,7 @@ impl Page {
             next_cursor: u64::from_be_bytes(next_cursor),
             more: more[0] != 0,
             heads,
+            heads_as_held,
             entries,
         })
     }
@@ -265,5 +310,38 @@ mod tests {
             Page::parse(&bytes, 10, 1),
             Err(FrameError::TooMany { max: 1 })
         );
+    }
+
+    #[test]
+    fn a_page_can_say_its_heads_are_the_ones_held() {
+        let bytes = Page::encode_with(5, false, None, std::iter::empty());
+        assert_eq!(bytes.len(), 17, "no head records");
+        let page = Page::parse(&bytes, 0, 10).unwrap();
+        assert!(page.heads_as_held);
+        assert!(page.heads.is_empty());
+        // An empty list is not the same answer.
+        let listed = Page::parse(&Page::encode(5, false, &[], std::iter::empty()), 0, 10).unwrap();
+        assert!(!listed.heads_as_held);
+    }
+
+    #[test]
+    fn the_heads_digest_ignores_order_and_sees_every_field() {
+        let head = |d: u8, seq: u64, id: u8| PageHead {
+            device: DeviceId::from_bytes([d; 16]),
+            seq,
+            id: Digest::from_bytes([id; 32]),
+        };
+        let heads = [head(1, 3, 7), head(2, 5, 8)];
+        let digest = heads_digest(&heads);
+        assert_eq!(heads_digest(&[heads[1], heads[0]]), digest);
+        for other in [
+            vec![head(1, 3, 7)],
+            vec![head(1, 3, 7), head(2, 6, 8)],
+            vec![head(1, 3, 7), head(2, 5, 9)],
+            vec![head(1, 3, 7), head(3, 5, 8)],
+            vec![],
+        ] {
+            assert_ne!(heads_digest(&other), digest, "{other:?}");
+        }
     }
 }

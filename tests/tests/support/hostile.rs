@@ -56,10 +56,10 @@ pub fn pages(mut edit: impl FnMut(&mut Page)) -> impl FnMut(&Request, &mut Respo
         if is_page(request) && response.status == 200 {
             let mut page = Page::parse(&response.body, 1000, 1000).unwrap();
             edit(&mut page);
-            response.body = Page::encode(
+            response.body = Page::encode_with(
                 page.next_cursor,
                 page.more,
-                &page.heads,
+                (!page.heads_as_held).then_some(page.heads.as_slice()),
                 page.entries.iter().map(|e| (e.cursor, e.bytes.as_slice())),
             );
         }
@@ -194,6 +194,21 @@ pub fn relay_head(w: &World, device: DeviceId) -> (u64, Digest) {
         .into_iter()
         .find(|h| h.device == device)
         .map_or((0, Digest::ZERO), |h| (h.seq, h.id))
+}
+
+/// The relay's heads, as a page lists them.
+pub fn relay_heads(w: &World) -> Vec<amana_core::framing::PageHead> {
+    w.relay
+        .store()
+        .heads(w.team)
+        .unwrap()
+        .into_iter()
+        .map(|h| amana_core::framing::PageHead {
+            device: h.device,
+            seq: h.seq,
+            id: h.id,
+        })
+        .collect()
 }
 
 /// The quarantine codes of a device, in order.

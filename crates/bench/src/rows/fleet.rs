@@ -1,7 +1,7 @@
 //! Many devices syncing against one relay: teams of field devices on a
 //! relay in its own process (TLS, SQLite), each device a thread making the
 //! requests of a field device's sync (the roster after the one it holds,
-//! a page, one new envelope).
+//! a page with the digest of the heads it holds, one new envelope).
 //! Latency is timed per request at the device; the relay's memory is read
 //! from /proc. The devices are light on purpose (no store work), so the
 //! relay is what is measured: `one_sync` follows the requests the sync
@@ -12,6 +12,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use amana_core::TeamId;
+use amana_core::framing::PageHead;
 use amana_core::roster::Role;
 use amana_core::store::DeviceStore;
 use amana_core::sync::RelayClient;
@@ -82,9 +83,15 @@ pub fn run(dir: &Path, devices: usize, rounds: usize, spread: Duration) -> Resul
             std::thread::spawn(move || -> Result<()> {
                 let mut client = RelayClient::new(transport(&url, Some(pin))?, sim.team);
                 let mut envelopes = sim.envelopes.into_iter();
-                let mut cursor = 0;
+                let (mut cursor, mut held) = (0, Vec::new());
                 barrier.wait();
-                let burst = one_sync(&mut client, &sim.store, &mut cursor, envelopes.next())?;
+                let burst = one_sync(
+                    &mut client,
+                    &sim.store,
+                    &mut cursor,
+                    &mut held,
+                    envelopes.next(),
+                )?;
                 latencies.lock().expect("lock").0.push(burst);
                 barrier.wait();
                 // Spread the rounds: each device starts at its own offset.
@@ -93,7 +100,13 @@ pub fn run(dir: &Path, devices: usize, rounds: usize, spread: Duration) -> Resul
                 std::thread::sleep(offset);
                 for envelope in envelopes {
                     let started = Instant::now();
-                    let timed = one_sync(&mut client, &sim.store, &mut cursor, Some(envelope))?;
+                    let timed = one_sync(
+                        &mut client,
+                        &sim.store,
+                        &mut cursor,
+                        &mut held,
+                        Some(envelope),
+                    )?;
                     latencies.lock().expect("lock").1.extend(timed);
                     std::thread::sleep(step.saturating_sub(started.elapsed()));
                 }
@@ -177,19 +190,21 @@ fn one_sync(
     client: &mut RelayClient<HttpTransport>,
     store: &DeviceStore,
     cursor: &mut u64,
+    held: &mut Vec<PageHead>,
     envelope: Option<Vec<u8>>,
 ) -> Result<Vec<Duration>> {
     let mut env = env();
     let keys = store.keys();
     let mut timed = Vec::new();
-    let held = store.roster()?.map_or(0, |r| r.ops().len());
+    let ops_held = store.roster()?.map_or(0, |r| r.ops().len());
     let t = Instant::now();
-    client.roster_after(&mut env, keys, held)?;
+    client.roster_after(&mut env, keys, ops_held)?;
     timed.push(t.elapsed());
     let t = Instant::now();
-    let page = client.page(&mut env, keys, *cursor, 200)?;
+    let page = client.page_within(&mut env, keys, *cursor, 200, 64 * 1024, held)?;
     timed.push(t.elapsed());
     *cursor = page.next_cursor;
+    *held = page.heads;
     if let Some(envelope) = envelope {
         let t = Instant::now();
         let outcome = client.upload(&mut env, keys, &[envelope])?;

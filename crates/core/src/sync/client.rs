@@ -421,11 +421,19 @@ impl<T: Transport> RelayClient<T> {
         after: u64,
         limit: usize,
     ) -> Result<Page, SyncError> {
-        self.get_page(env, keys, format!("envelopes?after={after}&limit={limit}"))
+        self.get_page(
+            env,
+            keys,
+            format!("envelopes?after={after}&limit={limit}"),
+            None,
+        )
     }
 
-    /// `GET …/envelopes?after=…&limit=…&max_bytes=…`: one page of at most
-    /// `max_bytes` of envelopes (but at least one envelope).
+    /// `GET …/envelopes?after=…&limit=…&max_bytes=…&heads=…`: one page of
+    /// at most `max_bytes` of envelopes (but at least one envelope). The
+    /// request carries the digest of `held`, the heads this device holds;
+    /// when the relay's are the same it does not list them, and the page
+    /// returned carries `held` as its heads.
     pub fn page_within(
         &mut self,
         env: &mut Env,
@@ -433,24 +441,36 @@ impl<T: Transport> RelayClient<T> {
         after: u64,
         limit: usize,
         max_bytes: usize,
+        held: &[PageHead],
     ) -> Result<Page, SyncError> {
+        let digest = framing::heads_digest(held).to_hex();
         self.get_page(
             env,
             keys,
-            format!("envelopes?after={after}&limit={limit}&max_bytes={max_bytes}"),
+            format!("envelopes?after={after}&limit={limit}&max_bytes={max_bytes}&heads={digest}"),
+            Some(held),
         )
     }
 
+    /// One page; `held` is what the request sent the digest of, if anything.
     fn get_page(
         &mut self,
         env: &mut Env,
         keys: &DeviceKeys,
         query: String,
+        held: Option<&[PageHead]>,
     ) -> Result<Page, SyncError> {
         let path = self.path(&query);
         let response = self.signed(env, keys, Method::Get, path, None, Vec::new())?;
         let body = binary_ok(&response, framing::PAGE)?;
-        Page::parse(&body, MAX_PAGE_HEADS, MAX_PAGE_ENTRIES).map_err(|e| garbage(&e.to_string()))
+        let mut page = Page::parse(&body, MAX_PAGE_HEADS, MAX_PAGE_ENTRIES)
+            .map_err(|e| garbage(&e.to_string()))?;
+        if page.heads_as_held {
+            let held =
+                held.ok_or_else(|| garbage("the page stands for heads this device did not send"))?;
+            page.heads = held.to_vec();
+        }
+        Ok(page)
     }
 
     /// `POST …/recipients`: announces this device's next receiving key.

@@ -29,7 +29,7 @@ use crate::case::CaseDoc;
 use crate::envelope::seal::{self, CaseChange};
 use crate::envelope::{EnvelopeHeader, EnvelopeLimits, Kind, Stored};
 use crate::error::EnvelopeError;
-use crate::framing::Page;
+use crate::framing::{Page, PageHead};
 use crate::ids::{CaseId, DeviceId, Digest, TeamId};
 use crate::invite::safety_number;
 use crate::keys::EpochKeyring;
@@ -482,14 +482,23 @@ fn pull<T: Transport>(
         progress(Progress::Pulling {
             done: report.pulled,
         });
-        let page = match client.page_within(env, store.keys(), cursor, PAGE_LIMIT, page_bytes) {
-            Err(e) if interrupted(&e) && retries < RETRIES => {
-                retries += 1;
-                page_bytes = (page_bytes / 2).max(1);
-                continue;
-            }
-            other => other?,
-        };
+        let held: Vec<PageHead> = heads
+            .values()
+            .map(|h| PageHead {
+                device: h.device,
+                seq: h.seq,
+                id: h.id,
+            })
+            .collect();
+        let page =
+            match client.page_within(env, store.keys(), cursor, PAGE_LIMIT, page_bytes, &held) {
+                Err(e) if interrupted(&e) && retries < RETRIES => {
+                    retries += 1;
+                    page_bytes = (page_bytes / 2).max(1);
+                    continue;
+                }
+                other => other?,
+            };
         retries = 0;
         check_page_order(&page, cursor)?;
         check_heads(&page, &heads)?;

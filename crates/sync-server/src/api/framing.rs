@@ -3,14 +3,23 @@
 //! this module maps the relay's stored types onto them.
 
 pub use amana_core::framing::{
-    ENVELOPES, FrameError, KEYS, PAGE, PageHead, RECIPIENT, RECIPIENTS, ROSTER, ROSTER_OP, join,
-    split,
+    ENVELOPES, FrameError, KEYS, PAGE, PageHead, RECIPIENT, RECIPIENTS, ROSTER, ROSTER_OP,
+    heads_digest, join, split,
 };
+
+use amana_core::Digest;
 
 use crate::store::{Head, StoredEnvelope};
 
-/// Encodes a page.
-pub fn page(next_cursor: u64, more: bool, heads: &[Head], envelopes: &[StoredEnvelope]) -> Vec<u8> {
+/// Encodes a page. When `held` (the digest of the heads the requesting
+/// device holds) is that of the relay's heads, they are not listed.
+pub fn page(
+    next_cursor: u64,
+    more: bool,
+    heads: &[Head],
+    held: Option<Digest>,
+    envelopes: &[StoredEnvelope],
+) -> Vec<u8> {
     let heads: Vec<PageHead> = heads
         .iter()
         .map(|h| PageHead {
@@ -19,10 +28,11 @@ pub fn page(next_cursor: u64, more: bool, heads: &[Head], envelopes: &[StoredEnv
             id: h.id,
         })
         .collect();
-    amana_core::framing::Page::encode(
+    let as_held = held.is_some_and(|d| d == heads_digest(&heads));
+    amana_core::framing::Page::encode_with(
         next_cursor,
         more,
-        &heads,
+        (!as_held).then_some(heads.as_slice()),
         envelopes.iter().map(|e| (e.cursor, e.bytes.as_slice())),
     )
 }

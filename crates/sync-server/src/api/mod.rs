@@ -19,7 +19,7 @@ use amana_core::envelope::EnvelopeLimits;
 use amana_core::receipt::Receipt;
 use amana_core::request_auth::RequestAuth;
 use amana_core::roster::{Role, Roster, RosterChange};
-use amana_core::{DeviceId, TeamId};
+use amana_core::{DeviceId, Digest, TeamId};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, OriginalUri, Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
@@ -457,6 +457,8 @@ struct PageQuery {
     after: Option<u64>,
     limit: Option<usize>,
     max_bytes: Option<usize>,
+    /// Hex SHA-256 digest of the heads the device holds.
+    heads: Option<String>,
 }
 
 async fn get_envelopes(
@@ -468,6 +470,19 @@ async fn get_envelopes(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let team = parse_team(&team)?;
+    let held = query
+        .heads
+        .as_deref()
+        .map(|hex| {
+            hex.parse::<Digest>().map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_heads_digest",
+                    "heads must be the 64-hex-digit digest of the heads the device holds",
+                )
+            })
+        })
+        .transpose()?;
     blocking(move || {
         let (roster, device) = state.authenticate(team, &method, &uri, &headers, &[])?;
         if roster.device(&device).map(|d| d.entry.role) == Some(Role::Intake) {
@@ -501,7 +516,7 @@ async fn get_envelopes(
         let next = envelopes.last().map_or(after, |e| e.cursor);
         Ok(binary(
             framing::PAGE,
-            framing::page(next, more, &heads, &envelopes),
+            framing::page(next, more, &heads, held, &envelopes),
         ))
     })
     .await
