@@ -29,6 +29,16 @@ pub struct PeerHead {
     pub id: Digest,
 }
 
+impl From<PeerHead> for crate::framing::PageHead {
+    fn from(h: PeerHead) -> Self {
+        Self {
+            device: h.device,
+            seq: h.seq,
+            id: h.id,
+        }
+    }
+}
+
 /// An envelope refused by a client-side check, kept for inspection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuarantinedEnvelope {

@@ -482,14 +482,7 @@ fn pull<T: Transport>(
         progress(Progress::Pulling {
             done: report.pulled,
         });
-        let held: Vec<PageHead> = heads
-            .values()
-            .map(|h| PageHead {
-                device: h.device,
-                seq: h.seq,
-                id: h.id,
-            })
-            .collect();
+        let held: Vec<PageHead> = heads.values().copied().map(PageHead::from).collect();
         let page =
             match client.page_within(env, store.keys(), cursor, PAGE_LIMIT, page_bytes, &held) {
                 Err(e) if interrupted(&e) && retries < RETRIES => {

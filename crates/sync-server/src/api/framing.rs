@@ -3,11 +3,12 @@
 //! this module maps the relay's stored types onto them.
 
 pub use amana_core::framing::{
-    ENVELOPES, FrameError, KEYS, PAGE, PageHead, RECIPIENT, RECIPIENTS, ROSTER, ROSTER_OP,
-    heads_digest, join, split,
+    ENVELOPES, FrameError, KEYS, PAGE, PageHead, RECIPIENT, RECIPIENTS, ROSTER, ROSTER_OP, join,
+    split,
 };
 
 use amana_core::Digest;
+use amana_core::framing::heads_digest;
 
 use crate::store::{Head, StoredEnvelope};
 
