@@ -322,29 +322,23 @@ fn a_page_keeps_to_the_byte_budget_a_device_asks_for() {
     // one holding others gets the relay's list.
     let held = whole.heads.clone();
     assert!(!held.is_empty());
-    let same = client
-        .page_within(
-            &mut env,
-            office.keys(),
-            whole.next_cursor,
-            1000,
-            usize::MAX,
-            &held,
-        )
-        .unwrap();
+    let mut after_all = |held: &[_]| {
+        client
+            .page_within(
+                &mut env,
+                office.keys(),
+                whole.next_cursor,
+                1000,
+                usize::MAX,
+                held,
+            )
+            .unwrap()
+    };
+    let same = after_all(&held);
     assert!(same.entries.is_empty());
     assert!(same.heads_as_held);
     assert_eq!(same.heads, held);
-    let stale = client
-        .page_within(
-            &mut env,
-            office.keys(),
-            whole.next_cursor,
-            1000,
-            usize::MAX,
-            &held[1..],
-        )
-        .unwrap();
+    let stale = after_all(&held[1..]);
     assert!(!stale.heads_as_held);
     assert_eq!(stale.heads, whole.heads);
 }
