@@ -116,7 +116,12 @@ fn invites_are_one_time_expire_and_need_the_right_safety_number() {
     let mut client = amana_core::sync::RelayClient::new(&mut w.relay, w.team);
     let pending = enrol::pending(&mut office, &mut client, &mut env).unwrap();
     assert_eq!(pending.len(), 1);
-    assert_eq!(pending[0].safety_number, number);
+    assert_eq!(
+        pending[0].binding,
+        enrol::Binding::Verified {
+            safety_number: number.clone()
+        }
+    );
     let prefix = first.keys().device_id().to_hex();
     let wrong = enrol::approve(
         &mut office,

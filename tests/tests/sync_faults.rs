@@ -40,11 +40,14 @@ fn failing_or_garbled_relays_change_nothing() {
             resp.body = vec![0xff; 37];
         }
     });
+    // An answer that arrives whole but does not parse came from the relay
+    // (TLS with the pinned key): evidence, not a network fault.
     assert!(
-        matches!(garbage, Err(SyncError::RelayGarbage(_))),
+        matches!(garbage, Err(SyncError::RelayMalformed(_))),
         "{garbage:?}"
     );
-    assert!(garbage.unwrap_err().is_temporary());
+    let garbage = garbage.unwrap_err();
+    assert!(garbage.is_integrity_alarm() && !garbage.is_temporary());
     assert_eq!(office.cursor().unwrap(), cursor);
     assert!(office.quarantined().unwrap().is_empty());
     assert_eq!(notes(&office), vec!["first"]);

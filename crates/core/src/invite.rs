@@ -1,28 +1,42 @@
-//! The parts of enrolment the relay checks too: invite ids, the join
-//! proof, and the safety number both screens show.
+//! The parts of enrolment both sides compute: the invite secret and what
+//! derives from it, the join proof, the key binding and the safety number.
 //!
-//! The relay stores only an invite's id (a hash of its secret), so a copy
-//! of the relay's database cannot be used to join. A join request carries
-//! the secret and a signature by the new device's key over the team, the
-//! invite and the device's keys, proving the requester holds that key.
-//! The admin approves only after comparing the safety number, which
-//! commits to the same keys: a relay that swapped them would show a
-//! different number.
+//! An invite code carries a 16-byte secret that never reaches the relay.
+//! From it (HKDF-SHA256, salted with the team id) derive:
+//!
+//! - the **redemption token**, which the joining device sends to redeem
+//!   the invite; the relay knows the invite beforehand only by the token's
+//!   hash (the invite id), so a copy of its database cannot be used to join;
+//! - the **binding key**, which never leaves the two devices: the joining
+//!   device MACs its keys with it (HMAC-SHA256), and the admin that issued
+//!   the invite checks the MAC before approving. The relay sees the token
+//!   and can sign a join proof for keys of its own, but it cannot produce
+//!   the MAC, so a substituted request fails with certainty, whatever it
+//!   tries offline;
+//! - the **safety number** people compare, an HMAC under the same key: a
+//!   second, human check, which the relay cannot grind either.
+//!
+//! The join proof (a signature by the new device's key over the team, the
+//! invite and its keys) shows the relay, which checks it, that the
+//! requester holds the signing key it names.
 
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use sha2::{Digest as _, Sha256};
 
 use crate::ids::{Digest, TeamId};
 
-const INVITE_DOMAIN: &[u8] = b"amana/v1/invite\0";
-const JOIN_DOMAIN: &[u8] = b"amana/v1/join\0";
-const SAFETY_DOMAIN: &[u8] = b"amana/v1/safety\0";
+const INVITE_DOMAIN: &[u8] = b"amana/v2/invite\0";
+const JOIN_DOMAIN: &[u8] = b"amana/v2/join\0";
 
-/// The id under which the relay knows an invite.
-pub fn invite_id(secret: &[u8; 16]) -> Digest {
+/// Length of a redemption token.
+pub const TOKEN_LEN: usize = 16;
+
+/// The id under which the relay knows an invite: the hash of its
+/// redemption token.
+pub fn invite_id(token: &[u8; TOKEN_LEN]) -> Digest {
     let mut h = Sha256::new();
     h.update(INVITE_DOMAIN);
-    h.update(secret);
+    h.update(token);
     Digest::from_bytes(h.finalize().into())
 }
 
@@ -57,19 +71,10 @@ pub fn verify_join_proof(
         .is_ok()
 }
 
-/// The 12-digit number the joining device and the approving admin compare,
-/// in groups of four.
-pub fn safety_number(team: TeamId, signing_key: &VerifyingKey, recipient: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(SAFETY_DOMAIN);
-    h.update(team.as_bytes());
-    h.update(signing_key.as_bytes());
-    h.update(recipient.as_bytes());
-    let digest = h.finalize();
-    let n = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")) % 1_000_000_000_000;
-    let digits = format!("{n:012}");
-    format!("{} {} {}", &digits[..4], &digits[4..8], &digits[8..])
-}
+#[cfg(feature = "client")]
+mod binding;
+#[cfg(feature = "client")]
+pub use binding::{InviteSecret, KEY_MAC_LEN};
 
 #[cfg(test)]
 mod tests {
@@ -84,45 +89,14 @@ mod tests {
         let proof = key
             .sign(&join_message(team, invite, &key.verifying_key(), "age1x"))
             .to_bytes();
-        assert!(verify_join_proof(
-            team,
-            invite,
-            &key.verifying_key(),
-            "age1x",
-            &proof
-        ));
-        assert!(!verify_join_proof(
-            team,
-            invite,
-            &key.verifying_key(),
-            "age1y",
-            &proof
-        ));
+        let vk = key.verifying_key();
+        assert!(verify_join_proof(team, invite, &vk, "age1x", &proof));
+        assert!(!verify_join_proof(team, invite, &vk, "age1y", &proof));
         let other = TeamId::from_bytes([9; 16]);
-        assert!(!verify_join_proof(
-            other,
-            invite,
-            &key.verifying_key(),
-            "age1x",
-            &proof
-        ));
+        assert!(!verify_join_proof(other, invite, &vk, "age1x", &proof));
         let other_key = SigningKey::from_bytes(&[6; 32]).verifying_key();
         assert!(!verify_join_proof(
             team, invite, &other_key, "age1x", &proof
         ));
-    }
-
-    #[test]
-    fn safety_number_is_twelve_digits_and_depends_on_every_input() {
-        let key = SigningKey::from_bytes(&[5; 32]).verifying_key();
-        let team = TeamId::from_bytes([1; 16]);
-        let n = safety_number(team, &key, "age1x");
-        assert_eq!(n.len(), 14);
-        assert!(n.chars().all(|c| c.is_ascii_digit() || c == ' '));
-        assert_ne!(n, safety_number(team, &key, "age1y"));
-        assert_ne!(n, safety_number(TeamId::from_bytes([2; 16]), &key, "age1x"));
-        let other = SigningKey::from_bytes(&[6; 32]).verifying_key();
-        assert_ne!(n, safety_number(team, &other, "age1x"));
-        assert_eq!(n, safety_number(team, &key, "age1x"));
     }
 }

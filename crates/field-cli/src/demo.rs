@@ -22,8 +22,9 @@ use amana_core::keys::DeviceKeys;
 use amana_core::keys::keystore::{Passphrase, WorkFactor};
 use amana_core::roster::Role;
 use amana_core::store::DeviceStore;
-use amana_core::sync::enrol::{self, InviteCode};
+use amana_core::sync::enrol;
 use amana_core::sync::http::HttpTransport;
+use amana_core::sync::invites::InviteCode;
 use amana_core::sync::{RelayClient, SyncError, admin, shred, sync};
 use amana_core::{CaseId, Digest};
 use amana_sync_server::api::{AppState, system_clock};
@@ -219,11 +220,13 @@ fn enrol(
         .iter()
         .find(|p| p.device.device.to_hex() == prefix)
         .context("the joining device is not pending")?;
+    let enrol::Binding::Verified { safety_number } = &shown.binding else {
+        anyhow::bail!("the join request's keys are not bound to its invite");
+    };
     println!(
-        "  {:<10} ({:<6}) safety number on its screen {number}, on the office's {}",
+        "  {:<10} ({:<6}) keys bound to the invite; safety number on its screen {number}, on the office's {safety_number}",
         device.name,
         role.name(),
-        shown.safety_number
     );
     enrol::approve(&mut office.store, &mut client, &mut env, &prefix, &number)?;
     Ok(())

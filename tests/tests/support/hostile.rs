@@ -220,3 +220,44 @@ pub fn quarantine_codes(store: &DeviceStore) -> Vec<String> {
         .map(|q| q.code)
         .collect()
 }
+
+/// A relay that swaps the keys of every join request for keys of its own
+/// (it sees the redemption token, so it can sign a valid join proof for
+/// them) and keeps the rest of the request, MAC included: it cannot make
+/// a MAC of its own without the invite secret.
+pub struct SwapJoinKeys<'a> {
+    pub relay: &'a mut MemoryRelay,
+    pub team: TeamId,
+    /// The signing key the relay puts in (None: keep the device's).
+    pub signing: Option<ed25519_dalek::SigningKey>,
+    /// The recipient the relay puts in.
+    pub recipient: String,
+}
+
+impl Transport for SwapJoinKeys<'_> {
+    fn send(&mut self, request: &Request) -> Result<Response, TransportError> {
+        let mut request = request.clone();
+        if request.path.ends_with("/join") {
+            let mut body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+            let token: [u8; 16] = hex::decode(body["invite_token"].as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap();
+            body["recipient"] = self.recipient.clone().into();
+            if let Some(signing) = &self.signing {
+                use ed25519_dalek::Signer as _;
+                let vk = signing.verifying_key();
+                let message = amana_core::invite::join_message(
+                    self.team,
+                    amana_core::invite::invite_id(&token),
+                    &vk,
+                    &self.recipient,
+                );
+                body["signing_key"] = hex::encode(vk.as_bytes()).into();
+                body["proof"] = hex::encode(signing.sign(&message).to_bytes()).into();
+            }
+            request.body = body.to_string().into_bytes();
+        }
+        self.relay.send(&request)
+    }
+}

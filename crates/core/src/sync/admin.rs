@@ -154,7 +154,7 @@ pub fn revoke<T: Transport>(
             Err(e) => return Err(e),
         }
     }
-    Err(last_error.unwrap_or(SyncError::RelayGarbage("no attempt made".into())))
+    Err(last_error.unwrap_or(SyncError::TooManyRaces { attempts: ATTEMPTS }))
 }
 
 /// Starts a new epoch and delivers its key to every active reading device.
@@ -213,7 +213,7 @@ pub(crate) fn rotate_from<T: Transport>(
             Err(e) => return Err(e),
         }
     }
-    Err(last_error.unwrap_or(SyncError::RelayGarbage("no attempt made".into())))
+    Err(last_error.unwrap_or(SyncError::TooManyRaces { attempts: ATTEMPTS }))
 }
 
 /// Delivers every epoch key a device is owed, and returns how many

@@ -86,7 +86,7 @@ pub fn remote<T: Transport>(
         let page = client.page(env, keys, cursor, PAGE)?;
         for entry in &page.entries {
             if entry.cursor <= cursor {
-                return Err(SyncError::RelayGarbage(format!(
+                return Err(SyncError::RelayMalformed(format!(
                     "envelope cursors out of order ({} after {cursor})",
                     entry.cursor
                 )));

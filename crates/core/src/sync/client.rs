@@ -66,6 +66,9 @@ pub struct PendingDevice {
     pub role: Role,
     /// The invite it used.
     pub invite: Digest,
+    /// The MAC binding its keys to the invite (checked by the admin that
+    /// issued it; the relay cannot compute it).
+    pub key_mac: Vec<u8>,
     /// When it asked (unix seconds, relay clock).
     pub requested_at: u64,
 }
@@ -73,14 +76,16 @@ pub struct PendingDevice {
 /// A join request (sent unsigned: the device is not on the roster yet).
 #[derive(Clone, Debug)]
 pub struct JoinRequest {
-    /// The invite secret from the code.
-    pub invite_secret: [u8; 16],
+    /// The redemption token derived from the invite secret.
+    pub invite_token: [u8; crate::invite::TOKEN_LEN],
     /// The device's signing key.
     pub signing_key: VerifyingKey,
     /// The device's age recipient.
     pub recipient: String,
     /// Signature proving the device holds the signing key.
     pub proof: [u8; 64],
+    /// MAC of the keys under the invite's binding key.
+    pub key_mac: [u8; crate::invite::KEY_MAC_LEN],
 }
 
 /// The relay API for one team.
@@ -302,10 +307,11 @@ impl<T: Transport> RelayClient<T> {
     /// `POST …/join`: asks to join with an invite.
     pub fn join(&mut self, request: &JoinRequest) -> Result<(), SyncError> {
         let body = json!({
-            "invite_secret": hex::encode(request.invite_secret),
+            "invite_token": hex::encode(request.invite_token),
             "signing_key": hex::encode(request.signing_key.as_bytes()),
             "recipient": request.recipient,
             "proof": hex::encode(request.proof),
+            "key_mac": hex::encode(request.key_mac),
         });
         let path = self.path("join");
         let response = self.raw(&Request {
@@ -344,6 +350,7 @@ impl<T: Transport> RelayClient<T> {
                     role: serde_json::from_value(item["role"].clone())
                         .map_err(|_| garbage("role"))?,
                     invite: text("invite")?.parse().map_err(|_| garbage("invite id"))?,
+                    key_mac: hex::decode(text("key_mac")?).map_err(|_| garbage("key_mac"))?,
                     requested_at: item["requested_at"]
                         .as_u64()
                         .ok_or_else(|| garbage("requested_at"))?,
@@ -571,7 +578,7 @@ fn decode_accepted(list: Vec<AcceptedJson>) -> Result<Vec<Accepted>, SyncError> 
 }
 
 fn garbage(what: &str) -> SyncError {
-    SyncError::RelayGarbage(what.to_owned())
+    SyncError::RelayMalformed(what.to_owned())
 }
 
 fn key_field(value: &serde_json::Value, name: &str) -> Result<VerifyingKey, SyncError> {

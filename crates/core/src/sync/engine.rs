@@ -31,7 +31,6 @@ use crate::envelope::{EnvelopeHeader, EnvelopeLimits, Kind, Stored};
 use crate::error::EnvelopeError;
 use crate::framing::{Page, PageHead};
 use crate::ids::{CaseId, DeviceId, Digest, TeamId};
-use crate::invite::safety_number;
 use crate::keys::EpochKeyring;
 use crate::receipt::Receipt;
 use crate::roster::{Role, Roster};
@@ -204,13 +203,11 @@ pub(crate) fn refresh_roster<T: Transport>(
     let membership = store.membership()?.ok_or(StoreError::NotMember)?;
     let held = store.roster()?;
     let awaiting = |store: &DeviceStore| -> SyncError {
-        match store.current_receiving_key() {
-            Ok(rx) => SyncError::AwaitingApproval {
-                safety_number: safety_number(
-                    membership.team,
-                    &store.keys().verifying_key(),
-                    &rx.recipient().to_string(),
-                ),
+        match store.meta(super::enrol::JOIN_SAFETY_NUMBER) {
+            Ok(number) => SyncError::AwaitingApproval {
+                safety_number: number
+                    .map(|n| String::from_utf8_lossy(&n).into_owned())
+                    .unwrap_or_default(),
             },
             Err(e) => e.into(),
         }
@@ -386,7 +383,7 @@ pub(super) fn push<T: Transport>(
                 .iter()
                 .find(|b| envelope_seq(b) == Some(accepted.seq))
                 .ok_or_else(|| {
-                    SyncError::RelayGarbage("a receipt for an envelope not sent".into())
+                    SyncError::RelayMalformed("a receipt for an envelope not sent".into())
                 })?;
             keep_receipt(
                 store,
@@ -601,7 +598,7 @@ fn check_page_order(page: &Page, after: u64) -> Result<(), SyncError> {
     let mut last = after;
     for entry in &page.entries {
         if entry.cursor <= last {
-            return Err(SyncError::RelayGarbage(format!(
+            return Err(SyncError::RelayMalformed(format!(
                 "envelope cursors out of order ({} after {last})",
                 entry.cursor
             )));
@@ -609,7 +606,7 @@ fn check_page_order(page: &Page, after: u64) -> Result<(), SyncError> {
         last = entry.cursor;
     }
     if page.next_cursor < last {
-        return Err(SyncError::RelayGarbage(
+        return Err(SyncError::RelayMalformed(
             "next cursor behind the page".into(),
         ));
     }

@@ -1,13 +1,14 @@
 //! Enrolment over the relay: creating a team, invite codes, joining,
 //! listing and approving pending devices.
 //!
-//! An invite code pins everything a new device must not take from the
-//! relay on trust: the team id, the roster's genesis hash, the relay URL,
-//! the SHA-256 of the relay's TLS public key, the relay's receipt key, the
-//! role, and a one-time secret (the relay only knows its hash). The device
-//! sends its keys with the secret; the office lists the request with a
-//! safety number computed from those keys, compares it with the number on
-//! the device's screen, and approves: an admin-signed roster operation adds
+//! An invite code ([`super::invites`]) pins everything a new device must
+//! not take from the relay on trust and carries a secret the relay never
+//! sees. The device sends its keys with the redemption token derived from
+//! the secret and a MAC of its keys under the binding key derived from it
+//! (`crate::invite`); the office checks that MAC against the secret it kept
+//! (a relay that substituted keys fails here, whatever number it ground),
+//! then compares the safety number (keyed by the same secret) with the
+//! device's screen, and approves: an admin-signed roster operation adds
 //! the device, and every epoch key the admin holds is delivered to it
 //! (none to `intake` or `auditor` devices, which only ever get the epoch
 //! *recipient* from the roster).
@@ -16,146 +17,40 @@
 //! before they enter the roster, so the relay never sees them.
 
 use age::x25519;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::Signer as _;
-use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 
 use super::admin::require_admin;
 use super::client::{JoinRequest, PendingDevice, RelayClient};
 use super::engine::refresh_roster;
+use super::invites::{InviteCode, InviteInfo, IssuedInvite, issued_invites, store_invites};
 use super::{Env, SyncError};
 use crate::ids::{DeviceId, Digest, TeamId};
-use crate::invite::{invite_id, join_message, safety_number};
+use crate::invite::{InviteSecret, join_message};
 use crate::keys::delivery::KeyEnvelope;
 use crate::keys::{EpochKey, EpochKeyring};
 use crate::roster::{DeviceEntry, Role, Roster, RosterChange};
 use crate::store::{DeviceStore, Membership, StoreError};
 use crate::transport::Transport;
 
-const CODE_PREFIX: &str = "amana1-";
-const CODE_VERSION: u8 = 1;
 const MAX_URL_LEN: usize = 200;
+/// Meta entry: the safety number a joining device shows until approved.
+pub(crate) const JOIN_SAFETY_NUMBER: &str = "join_safety_number";
 
-/// Everything a new device needs to join, pinned.
-#[derive(Clone, PartialEq, Eq)]
-pub struct InviteCode {
-    /// The team.
-    pub team: TeamId,
-    /// The roster's genesis hash.
-    pub genesis: Digest,
-    /// The relay's receipt-signing key.
-    pub relay_receipt_key: Digest,
-    /// SHA-256 of the relay's TLS public key (absent for a loopback relay
-    /// without TLS).
-    pub tls_pin: Option<Digest>,
-    /// The role the device will have.
-    pub role: Role,
-    /// The one-time secret.
-    pub secret: [u8; 16],
-    /// The relay's base URL.
-    pub relay_url: String,
-}
-
-impl std::fmt::Debug for InviteCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InviteCode")
-            .field("team", &self.team)
-            .field("role", &self.role)
-            .field("relay_url", &self.relay_url)
-            .finish_non_exhaustive()
-    }
-}
-
-impl InviteCode {
-    /// The code as text: `amana1-` and URL-safe base64 of the fields and a
-    /// 4-byte checksum, so a mistyped code is caught before it is sent.
-    pub fn encode(&self) -> String {
-        let mut bytes = vec![CODE_VERSION];
-        bytes.extend_from_slice(self.team.as_bytes());
-        bytes.extend_from_slice(self.genesis.as_bytes());
-        bytes.extend_from_slice(self.relay_receipt_key.as_bytes());
-        match self.tls_pin {
-            Some(pin) => {
-                bytes.push(1);
-                bytes.extend_from_slice(pin.as_bytes());
-            }
-            None => bytes.push(0),
-        }
-        bytes.push(self.role.code());
-        bytes.extend_from_slice(&self.secret);
-        bytes.push(self.relay_url.len() as u8);
-        bytes.extend_from_slice(self.relay_url.as_bytes());
-        let check = Sha256::digest(&bytes);
-        bytes.extend_from_slice(&check[..4]);
-        format!("{CODE_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
-    }
-
-    /// Parses a code as printed by [`InviteCode::encode`] (surrounding
-    /// whitespace and line breaks are ignored).
-    pub fn parse(text: &str) -> Result<InviteCode, SyncError> {
-        let compact: String = text.split_whitespace().collect();
-        let body = compact
-            .strip_prefix(CODE_PREFIX)
-            .ok_or(SyncError::InviteMalformed("it must start with amana1-"))?;
-        let bytes = URL_SAFE_NO_PAD
-            .decode(body)
-            .map_err(|_| SyncError::InviteMalformed("it contains characters that do not belong"))?;
-        let (payload, check) = bytes
-            .split_at_checked(bytes.len().saturating_sub(4))
-            .ok_or(SyncError::InviteMalformed("it is too short"))?;
-        if bytes.len() < 4 || Sha256::digest(payload)[..4] != *check {
-            return Err(SyncError::InviteMalformed("the checksum does not match"));
-        }
-        let mut r = crate::wire::Reader::new(payload);
-        let short = |_| SyncError::InviteMalformed("it is truncated");
-        if r.u8().map_err(short)? != CODE_VERSION {
-            return Err(SyncError::InviteMalformed(
-                "it was made by a newer version of Amana",
-            ));
-        }
-        let team = TeamId::from_bytes(r.array().map_err(short)?);
-        let genesis = Digest::from_bytes(r.array().map_err(short)?);
-        let relay_receipt_key = Digest::from_bytes(r.array().map_err(short)?);
-        let tls_pin = match r.u8().map_err(short)? {
-            0 => None,
-            1 => Some(Digest::from_bytes(r.array().map_err(short)?)),
-            _ => return Err(SyncError::InviteMalformed("unknown pin flag")),
-        };
-        let role = Role::from_code(r.u8().map_err(short)?)
-            .ok_or(SyncError::InviteMalformed("unknown role"))?;
-        let secret = r.array().map_err(short)?;
-        let url_len = r.u8().map_err(short)? as usize;
-        let url = r.take(url_len).map_err(short)?;
-        let relay_url = String::from_utf8(url.to_vec())
-            .map_err(|_| SyncError::InviteMalformed("the relay address is not text"))?;
-        if r.remaining() != 0 {
-            return Err(SyncError::InviteMalformed("it has trailing bytes"));
-        }
-        Ok(InviteCode {
-            team,
-            genesis,
-            relay_receipt_key,
-            tls_pin,
-            role,
-            secret,
-            relay_url,
-        })
-    }
-}
-
-/// An invite this admin device issued (kept sealed in its store).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IssuedInvite {
-    /// The invite id.
-    pub id: Digest,
-    /// The role it grants.
-    pub role: Role,
-    /// The label the device will carry.
-    pub label: String,
-    /// Expiry (unix seconds).
-    pub expires_at: u64,
+/// Whether a join request's keys are bound to the invite it used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Binding {
+    /// The keys carry the invite's MAC: compare this safety number with
+    /// the device's screen, then approve.
+    Verified {
+        /// The number both screens show.
+        safety_number: String,
+    },
+    /// The MAC does not match the keys: someone (the relay) substituted
+    /// them. Never approve; an integrity alarm.
+    Substituted,
+    /// The invite was issued on another admin device, which alone can
+    /// check the binding.
+    NotIssuedHere,
 }
 
 /// A pending device with what the office needs to decide.
@@ -163,10 +58,10 @@ pub struct IssuedInvite {
 pub struct PendingApproval {
     /// What the relay reports.
     pub device: PendingDevice,
-    /// The safety number to compare with the device's screen.
-    pub safety_number: String,
+    /// Whether its keys are bound to the invite, and the safety number.
+    pub binding: Binding,
     /// This admin's record of the invite it used, if it issued it.
-    pub invite: Option<IssuedInvite>,
+    pub invite: Option<InviteInfo>,
 }
 
 /// Creates a team on the relay with this device as its first admin, and
@@ -220,19 +115,21 @@ pub fn invite<T: Transport>(
 ) -> Result<InviteCode, SyncError> {
     let roster = require_admin(store, client, env)?;
     let membership = store.membership()?.ok_or(StoreError::NotMember)?;
-    let secret: [u8; 16] = crate::random::bytes();
-    let id = invite_id(&secret);
+    let team = roster.team();
+    let secret = InviteSecret::generate();
+    let id = secret.invite_id(team);
     let expires_at = env.now() + ttl_secs;
     client.create_invite(env, store.keys(), id, role, expires_at)?;
-    let mut issued = issued_invites(store)?;
-    issued.retain(|i| i.expires_at > env.now());
+    // Records past their grace period are dropped as the list is written.
+    let mut issued = issued_invites(store, env.now())?;
     issued.push(IssuedInvite {
         id,
         role,
         label: label.to_owned(),
         expires_at,
+        secret: InviteSecret::from_bytes(*secret.expose()),
     });
-    store.put_meta("invites", &serde_json::to_vec(&issued).map_err(corrupt)?)?;
+    store_invites(store, &issued)?;
     Ok(InviteCode {
         team: roster.team(),
         genesis: roster.genesis_hash(),
@@ -258,14 +155,21 @@ pub fn join<T: Transport>(
     let recipient = store.current_receiving_key()?.recipient().to_string();
     let keys = store.keys();
     let signing_key = keys.verifying_key();
-    let message = join_message(code.team, invite_id(&code.secret), &signing_key, &recipient);
+    let token = code.secret.token(code.team);
+    let invite = code.secret.invite_id(code.team);
+    let message = join_message(code.team, invite, &signing_key, &recipient);
     let proof = keys.signing_key().sign(&message).to_bytes();
+    let key_mac = code.secret.key_mac(code.team, &signing_key, &recipient);
+    let safety_number = code
+        .secret
+        .safety_number(code.team, &signing_key, &recipient);
     let mut client = RelayClient::new(transport, code.team);
     client.join(&JoinRequest {
-        invite_secret: code.secret,
+        invite_token: token,
         signing_key,
-        recipient: recipient.clone(),
+        recipient,
         proof,
+        key_mac,
     })?;
     store.set_membership(&Membership {
         team: code.team,
@@ -275,32 +179,68 @@ pub fn join<T: Transport>(
         relay_key_pin: code.tls_pin,
         relay_receipt_key: Some(code.relay_receipt_key),
     })?;
-    Ok(safety_number(code.team, &signing_key, &recipient))
+    store.put_meta(JOIN_SAFETY_NUMBER, safety_number.as_bytes())?;
+    Ok(safety_number)
 }
 
-/// Devices waiting for approval (not yet on the roster).
+/// The safety number this device showed when it asked to join (kept until
+/// it is approved, for `amana status`).
+pub fn waiting_safety_number(store: &DeviceStore) -> Result<Option<String>, SyncError> {
+    Ok(store
+        .meta(JOIN_SAFETY_NUMBER)?
+        .map(|n| String::from_utf8_lossy(&n).into_owned()))
+}
+
+/// Devices waiting for approval (not yet on the roster), each with the
+/// check of its binding to the invite it used.
 pub fn pending<T: Transport>(
     store: &mut DeviceStore,
     client: &mut RelayClient<T>,
     env: &mut Env,
 ) -> Result<Vec<PendingApproval>, SyncError> {
     let roster = require_admin(store, client, env)?;
-    let issued = issued_invites(store)?;
+    let issued = issued_invites(store, env.now())?;
+    let team = roster.team();
     Ok(client
         .pending(env, store.keys())?
         .into_iter()
         .filter(|p| roster.device(&p.device).is_none())
         .filter(|p| DeviceId::for_key(&p.signing_key) == p.device)
-        .map(|device| PendingApproval {
-            safety_number: safety_number(roster.team(), &device.signing_key, &device.recipient),
-            invite: issued.iter().find(|i| i.id == device.invite).cloned(),
-            device,
+        .map(|device| {
+            let invite = issued.iter().find(|i| i.id == device.invite);
+            let binding = match invite {
+                None => Binding::NotIssuedHere,
+                Some(i)
+                    if i.secret.verify_key_mac(
+                        team,
+                        &device.signing_key,
+                        &device.recipient,
+                        &device.key_mac,
+                    ) =>
+                {
+                    Binding::Verified {
+                        safety_number: i.secret.safety_number(
+                            team,
+                            &device.signing_key,
+                            &device.recipient,
+                        ),
+                    }
+                }
+                Some(_) => Binding::Substituted,
+            };
+            PendingApproval {
+                invite: invite.map(IssuedInvite::info),
+                binding,
+                device,
+            }
         })
         .collect())
 }
 
 /// Approves the pending device whose id starts with `prefix`, after the
-/// admin typed the safety number shown on that device. Adds it to the
+/// admin typed the safety number shown on that device. Refuses a request
+/// whose keys are not bound to its invite (an integrity alarm: the relay
+/// substituted them) before looking at the number. Adds the device to the
 /// roster (with the role and label of the invite this admin issued) and
 /// delivers every epoch key this admin holds to reading roles. Running it
 /// again for an approved device re-delivers the keys.
@@ -319,8 +259,17 @@ pub fn approve<T: Transport>(
     let [found] = candidates.as_slice() else {
         return Err(SyncError::UnknownPending(prefix));
     };
+    let expected = match &found.binding {
+        Binding::Verified { safety_number } => safety_number,
+        Binding::Substituted => {
+            return Err(SyncError::JoinSubstituted {
+                device: found.device.device,
+            });
+        }
+        Binding::NotIssuedHere => return Err(SyncError::InviteNotIssuedHere),
+    };
     let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
-    if digits(typed_safety_number) != digits(&found.safety_number) {
+    if digits(typed_safety_number) != digits(expected) {
         return Err(SyncError::SafetyNumberMismatch);
     }
     let issued = found.invite.clone().ok_or(SyncError::InviteNotIssuedHere)?;
@@ -328,7 +277,7 @@ pub fn approve<T: Transport>(
         .device
         .recipient
         .parse()
-        .map_err(|_| SyncError::RelayGarbage("the pending device's recipient".into()))?;
+        .map_err(|_| SyncError::RelayMalformed("the pending device's recipient".into()))?;
     let mut roster = refresh_roster(store, client, env)?;
     let entry = DeviceEntry {
         signing_key: found.device.signing_key,
@@ -381,14 +330,6 @@ pub fn deliver_keys<T: Transport>(
     client.put_keys(env, store.keys(), &deliveries)
 }
 
-/// The invites this device issued and that have not expired.
-pub fn issued_invites(store: &DeviceStore) -> Result<Vec<IssuedInvite>, SyncError> {
-    Ok(match store.meta("invites")? {
-        Some(bytes) => serde_json::from_slice(&bytes).map_err(corrupt)?,
-        None => Vec::new(),
-    })
-}
-
 /// A device's label, if this device holds a key that opens it.
 /// Every device label this device can know: those remembered from
 /// snapshots (whose epoch keys may be retired), and those that open with
@@ -438,59 +379,9 @@ fn check_url(url: &str) -> Result<(), SyncError> {
     Ok(())
 }
 
-fn corrupt(_: serde_json::Error) -> SyncError {
-    SyncError::Store(StoreError::Corrupt("invite records unreadable".into()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn code() -> InviteCode {
-        InviteCode {
-            team: TeamId::from_bytes([1; 16]),
-            genesis: Digest::from_bytes([2; 32]),
-            relay_receipt_key: Digest::from_bytes([3; 32]),
-            tls_pin: Some(Digest::from_bytes([4; 32])),
-            role: Role::Field,
-            secret: [5; 16],
-            relay_url: "https://relay.example.org:8443".into(),
-        }
-    }
-
-    #[test]
-    fn invite_code_round_trips_with_and_without_pin() {
-        let c = code();
-        let text = c.encode();
-        assert!(text.starts_with("amana1-"));
-        assert_eq!(InviteCode::parse(&text).unwrap(), c);
-        let spaced = format!("  {}\n{}  ", &text[..20], &text[20..]);
-        assert_eq!(InviteCode::parse(&spaced).unwrap(), c);
-        let mut no_pin = code();
-        no_pin.tls_pin = None;
-        assert_eq!(InviteCode::parse(&no_pin.encode()).unwrap(), no_pin);
-    }
-
-    #[test]
-    fn damaged_invite_codes_are_refused() {
-        let text = code().encode();
-        for i in 7..text.len() {
-            let mut chars: Vec<char> = text.chars().collect();
-            chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
-            let damaged: String = chars.into_iter().collect();
-            assert!(
-                matches!(
-                    InviteCode::parse(&damaged),
-                    Err(SyncError::InviteMalformed(_))
-                ),
-                "position {i}"
-            );
-        }
-        for cut in 0..text.len() {
-            assert!(InviteCode::parse(&text[..cut]).is_err());
-        }
-        assert!(InviteCode::parse("hello").is_err());
-    }
 
     #[test]
     fn labels_open_only_with_the_epoch_key() {

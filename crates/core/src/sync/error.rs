@@ -26,11 +26,13 @@ pub enum SyncError {
         /// What it said.
         message: String,
     },
-    /// The relay answered with something this client cannot read.
+    /// The relay's answer arrived whole (TLS with the pinned key, so from
+    /// the relay) but failed a framing, order, format or consistency
+    /// check: evidence about the relay, not a network fault.
     #[error(
-        "the relay sent a response this client cannot read ({0}); nothing was applied. Retry later; if it persists, tell the office"
+        "INTEGRITY ALARM: the relay's answer failed its checks ({0}); nothing of it was applied. Tell the office"
     )]
-    RelayGarbage(String),
+    RelayMalformed(String),
     /// The relay refused the request for a reason not covered below.
     #[error("the relay refused the request ({code}): {message}")]
     Refused {
@@ -104,6 +106,24 @@ pub enum SyncError {
     /// No pending device matches.
     #[error("no pending device matches `{0}`; run `amana team pending` to list them")]
     UnknownPending(String),
+    /// A pending device's keys are not bound to the invite it used: the
+    /// relay (or someone in its place) substituted them.
+    #[error(
+        "INTEGRITY ALARM: the join request of device {device} does not carry its invite's proof (its keys were substituted on the way, probably by the relay): do NOT approve it. Issue a new invite, and tell whoever runs the relay"
+    )]
+    JoinSubstituted {
+        /// The device id the substituted request names.
+        device: DeviceId,
+    },
+    /// An admin operation gave up after another admin or device kept
+    /// changing the roster or the log it depends on.
+    #[error(
+        "the roster kept changing while this was signed ({attempts} attempts); wait a minute and run the command again"
+    )]
+    TooManyRaces {
+        /// Attempts made.
+        attempts: usize,
+    },
     /// The safety number typed by the admin does not match.
     #[error(
         "the safety number does not match the device's request: do NOT approve. Ask the person to read the number again from their screen; if it still differs, someone may be impersonating them"
@@ -232,6 +252,8 @@ impl SyncError {
         matches!(
             self,
             SyncError::Roster(_)
+                | SyncError::RelayMalformed(_)
+                | SyncError::JoinSubstituted { .. }
                 | SyncError::RosterRollback { .. }
                 | SyncError::KeyDelivery(_)
                 | SyncError::Announcement(_)
@@ -254,7 +276,7 @@ impl SyncError {
             SyncError::Transport(
                 TransportError::Unreachable { .. } | TransportError::Interrupted(_)
             ) | SyncError::RelayUnavailable { .. }
-                | SyncError::RelayGarbage(_)
+                | SyncError::TooManyRaces { .. }
         )
     }
 }

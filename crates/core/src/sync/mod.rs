@@ -3,7 +3,8 @@
 //! - [`client`]: the relay API as typed calls, signed with the device key.
 //! - [`engine`]: one sync: refresh the roster and epoch keys, push the
 //!   outbox, pull and verify every new envelope.
-//! - [`enrol`]: creating a team, invite codes, joining, approving.
+//! - [`enrol`]: creating a team, joining, approving; [`invites`]: invite
+//!   codes and the issuing admin's record of them.
 //! - [`admin`]: revoking devices, rotating the epoch, delivering its key.
 //! - [`audit`]: the remote audit and the receipts a device exports.
 //! - [`shred`]: crypto-shredding a case and retiring old epochs.
@@ -22,6 +23,7 @@ pub mod enrol;
 mod error;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod invites;
 mod keys;
 mod rejection;
 pub mod shred;

@@ -6,7 +6,8 @@ use amana_core::keys::DeviceKeys;
 use amana_core::keys::keystore::WorkFactor;
 use amana_core::roster::Role;
 use amana_core::store::DeviceStore;
-use amana_core::sync::enrol::{self, InviteCode};
+use amana_core::sync::enrol;
+use amana_core::sync::invites::InviteCode;
 use amana_core::sync::{Progress, sync};
 use anyhow::Context;
 use serde_json::json;
@@ -201,11 +202,7 @@ pub fn status(app: &App) -> anyhow::Result<()> {
         .and_then(|t| chrono::DateTime::from_timestamp(t as i64, 0))
         .map(|t| t.to_rfc3339());
     let safety_number = match (&membership, approved) {
-        (Some(m), false) => Some(amana_core::invite::safety_number(
-            m.team,
-            &store.keys().verifying_key(),
-            &store.current_receiving_key()?.recipient().to_string(),
-        )),
+        (Some(_), false) => enrol::waiting_safety_number(&store)?,
         _ => None,
     };
     if app.json {

@@ -69,6 +69,7 @@ fn invite(app: &App, role: RoleArg, label: &str, hours: u64) -> anyhow::Result<(
     let mut env = app::system_env();
     let code = enrol::invite(&mut store, &mut client, &mut env, role, label, hours * 3600)?;
     let text = code.encode();
+    let text = text.as_str();
     if app.json {
         println!(
             "{}",
@@ -95,13 +96,26 @@ fn pending(app: &App) -> anyhow::Result<()> {
     let mut client = app::client(&store)?;
     let mut env = app::system_env();
     let list = enrol::pending(&mut store, &mut client, &mut env)?;
+    let substituted: Vec<_> = list
+        .iter()
+        .filter(|p| p.binding == enrol::Binding::Substituted)
+        .map(|p| p.device.device)
+        .collect();
     if app.json {
         let items: Vec<_> = list
             .iter()
             .map(|p| {
+                let (binding, number) = match &p.binding {
+                    enrol::Binding::Verified { safety_number } => {
+                        ("verified", Some(safety_number.as_str()))
+                    }
+                    enrol::Binding::Substituted => ("substituted", None),
+                    enrol::Binding::NotIssuedHere => ("issued_elsewhere", None),
+                };
                 json!({
                     "device": p.device.device.to_hex(),
-                    "safety_number": p.safety_number,
+                    "binding": binding,
+                    "safety_number": number,
                     "role": p.invite.as_ref().map(|i| i.role.name()),
                     "label": p.invite.as_ref().map(|i| i.label.clone()),
                     "issued_here": p.invite.is_some(),
@@ -110,33 +124,39 @@ fn pending(app: &App) -> anyhow::Result<()> {
             })
             .collect();
         println!("{}", serde_json::Value::Array(items));
-        return Ok(());
-    }
-    if list.is_empty() {
+    } else if list.is_empty() {
         println!("No device is waiting for approval.");
-        return Ok(());
-    }
-    println!(
-        "{:<34} {:<16} {:<8} label",
-        "device", "safety number", "role"
-    );
-    for p in &list {
-        let (role, label) = match &p.invite {
-            Some(i) => (i.role.name(), i.label.as_str()),
-            None => ("?", "(invite issued on another admin device)"),
-        };
+    } else {
         println!(
-            "{:<34} {:<16} {:<8} {label}",
-            p.device.device.to_hex(),
-            p.safety_number,
-            role
+            "{:<34} {:<16} {:<8} label",
+            "device", "safety number", "role"
         );
+        for p in &list {
+            let (role, label) = match &p.invite {
+                Some(i) => (i.role.name(), i.label.as_str()),
+                None => ("?", "(invite issued on another admin device)"),
+            };
+            let number = match &p.binding {
+                enrol::Binding::Verified { safety_number } => safety_number.as_str(),
+                enrol::Binding::Substituted => "SUBSTITUTED",
+                enrol::Binding::NotIssuedHere => "—",
+            };
+            println!(
+                "{:<34} {:<16} {:<8} {label}",
+                p.device.device.to_hex(),
+                number,
+                role
+            );
+        }
+        println!();
+        println!(
+            "Ask each person to read the safety number on their screen. Approve only if it matches:"
+        );
+        println!("  amana team approve DEVICE --safety-number \"1234 5678 9012\"");
     }
-    println!();
-    println!(
-        "Ask each person to read the safety number on their screen. Approve only if it matches:"
-    );
-    println!("  amana team approve DEVICE --safety-number \"1234 5678 9012\"");
+    if let Some(device) = substituted.first() {
+        return Err(amana_core::sync::SyncError::JoinSubstituted { device: *device }.into());
+    }
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use amana_core::invite::{invite_id, verify_join_proof};
+use amana_core::invite::{TOKEN_LEN, invite_id, verify_join_proof};
 use amana_core::keys::delivery::KeyEnvelope;
 use amana_core::roster::{Role, Roster};
 use amana_core::{DeviceId, Digest, TeamId};
@@ -103,10 +103,11 @@ pub(super) async fn create_invite(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct JoinBody {
-    invite_secret: String,
+    invite_token: String,
     signing_key: String,
     recipient: String,
     proof: String,
+    key_mac: String,
 }
 
 pub(super) async fn join(
@@ -118,7 +119,10 @@ pub(super) async fn join(
     let team: TeamId = parse_team(&team)?;
     blocking(move || {
         let request: JoinBody = json_body(&headers, &body)?;
-        let secret: [u8; 16] = hex_array(&request.invite_secret, "invite_secret")?;
+        let token: [u8; TOKEN_LEN] = hex_array(&request.invite_token, "invite_token")?;
+        // The relay cannot check the MAC (it never holds the invite
+        // secret); it keeps it for the admin who can.
+        let key_mac: [u8; 32] = hex_array(&request.key_mac, "key_mac")?;
         let key_bytes: [u8; 32] = hex_array(&request.signing_key, "signing_key")?;
         let proof: [u8; 64] = hex_array(&request.proof, "proof")?;
         let signing_key = VerifyingKey::from_bytes(&key_bytes)
@@ -132,7 +136,7 @@ pub(super) async fn join(
         if !recipient_ok {
             return Err(bad("bad_field", "recipient is not an age X25519 recipient"));
         }
-        let invite = invite_id(&secret);
+        let invite = invite_id(&token);
         if !verify_join_proof(team, invite, &signing_key, &recipient, &proof) {
             return Err(bad(
                 "bad_join_proof",
@@ -154,6 +158,7 @@ pub(super) async fn join(
             recipient,
             invite,
             role: 0,
+            key_mac,
             requested_at: state.now(),
         };
         state.store.redeem_invite(team, &record, state.now())?;
@@ -191,6 +196,7 @@ pub(super) async fn pending(
                     "recipient": r.recipient,
                     "role": role,
                     "invite": r.invite.to_hex(),
+                    "key_mac": hex::encode(r.key_mac),
                     "requested_at": r.requested_at,
                 }))
             })

@@ -77,17 +77,19 @@ pub(super) fn redeem_invite(
     )
     .map_err(backend)?;
     tx.execute(
-        "INSERT INTO join_requests (team, device, signing_key, recipient, invite_id, requested_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO join_requests (team, device, signing_key, recipient, invite_id, requested_at, key_mac)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (team, device) DO UPDATE SET invite_id = excluded.invite_id,
-             recipient = excluded.recipient, requested_at = excluded.requested_at",
+             recipient = excluded.recipient, requested_at = excluded.requested_at,
+             key_mac = excluded.key_mac",
         params![
             team.as_bytes(),
             request.device.as_bytes(),
             request.signing_key,
             request.recipient,
             request.invite.as_bytes(),
-            now as i64
+            now as i64,
+            request.key_mac
         ],
     )
     .map_err(backend)?;
@@ -102,7 +104,7 @@ pub(super) fn join_requests(
     team_exists(conn, team)?;
     let mut stmt = conn
         .prepare_cached(
-            "SELECT j.device, j.signing_key, j.recipient, j.invite_id, i.role, j.requested_at
+            "SELECT j.device, j.signing_key, j.recipient, j.invite_id, i.role, j.requested_at, j.key_mac
              FROM join_requests j JOIN invites i ON i.team = j.team AND i.invite_id = j.invite_id
              WHERE j.team = ?1 ORDER BY j.requested_at, j.device",
         )
@@ -116,18 +118,24 @@ pub(super) fn join_requests(
                 r.get::<_, Vec<u8>>(3)?,
                 r.get::<_, u8>(4)?,
                 r.get::<_, i64>(5)?,
+                r.get::<_, Option<Vec<u8>>>(6)?,
             ))
         })
         .map_err(backend)?;
     let mut out = Vec::new();
     for row in rows {
-        let (device, key, recipient, invite, role, at) = row.map_err(backend)?;
+        let (device, key, recipient, invite, role, at, mac) = row.map_err(backend)?;
+        let key_mac = blob_id(
+            mac.ok_or_else(|| StoreError::Corrupt("a join request without its key MAC".into()))?,
+            |m: [u8; 32]| m,
+        )?;
         out.push(JoinRecord {
             device: blob_id(device, DeviceId::from_bytes)?,
             signing_key: blob_id(key, |k: [u8; 32]| k)?,
             recipient,
             invite: blob_id(invite, Digest::from_bytes)?,
             role,
+            key_mac,
             requested_at: at as u64,
         });
     }

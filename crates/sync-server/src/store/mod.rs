@@ -93,6 +93,9 @@ pub struct JoinRecord {
     pub invite: Digest,
     /// The role of that invite (filled in by the store).
     pub role: u8,
+    /// The MAC binding its keys to the invite (only the issuing admin can
+    /// check it).
+    pub key_mac: [u8; 32],
     /// When it asked.
     pub requested_at: u64,
 }

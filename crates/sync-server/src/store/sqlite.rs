@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0002_enrolment.sql"),
     include_str!("../../migrations/sqlite/0003_lifecycle.sql"),
     include_str!("../../migrations/sqlite/0004_nonce_expiry.sql"),
+    include_str!("../../migrations/sqlite/0005_join_binding.sql"),
 ];
 
 /// The SQLite implementation of [`RelayStore`].
