@@ -795,3 +795,378 @@ fn the_remote_audit_reports_what_a_lying_relay_serves() {
         amana_core::audit::report::verify(&file, Some(&auditor.keys().verifying_key())).unwrap();
     assert_eq!(verified.report, lying);
 }
+
+/// Hides device `device`'s envelopes after `keep` from a page and lists its
+/// head as `keep` (with that envelope's id), so the page looks whole.
+fn hide_tail(
+    page: &mut amana_core::framing::Page,
+    device: amana_core::DeviceId,
+    keep: (u64, Digest),
+) {
+    page.entries.retain(|e| {
+        let header = &e.bytes[18..42];
+        !(header[..16] == *device.as_bytes()
+            && u64::from_be_bytes(header[16..24].try_into().unwrap()) > keep.0)
+    });
+    if page.heads_as_held {
+        return;
+    }
+    for head in &mut page.heads {
+        if head.device == device {
+            head.seq = keep.0;
+            head.id = keep.1;
+        }
+    }
+}
+
+fn envelope_id_at(w: &World, device: amana_core::DeviceId, seq: u64) -> Digest {
+    amana_core::envelope::id_of(
+        &w.relay
+            .store()
+            .envelope_at(w.team, device, seq)
+            .unwrap()
+            .unwrap()
+            .bytes,
+    )
+    .unwrap()
+}
+
+fn open_codes(store: &DeviceStore) -> Vec<String> {
+    store
+        .open_alarms()
+        .unwrap()
+        .into_iter()
+        .map(|a| a.code)
+        .collect()
+}
+
+/// B witnessed all of A's log; the relay hides A's tail from the office
+/// and answers the office's second page with 503. The claim B's witness
+/// makes is kept with the page that brought it, so the next pull (the
+/// relay still hiding the tail) raises the alarm. (Before: the claim lived
+/// in memory, the 503 ended the sync with "retry later", and the next sync
+/// never saw the witness again.)
+#[test]
+fn a_witness_claim_survives_a_failed_page_and_the_next_pull_raises_its_alarm() {
+    let (mut w, mut office, a) = team_with_three_envelopes();
+    let mut b = w.enrol(&mut office, "field-b", Role::Field);
+    w.sync(&mut b).unwrap();
+    b.record_intake(&case("from b", w.now())).unwrap();
+    w.sync(&mut b).unwrap();
+    let device = a.keys().device_id();
+    let keep = (1, envelope_id_at(&w, device, 1));
+    let mut pages_served = 0;
+    let first = sync_via(&mut w, &mut office, |request, response| {
+        if !support::hostile::is_page(request) || response.status != 200 {
+            return;
+        }
+        pages_served += 1;
+        if pages_served > 1 {
+            response.status = 503;
+            response.body = b"busy".to_vec();
+            return;
+        }
+        let mut page = amana_core::framing::Page::parse(&response.body, 1000, 1000).unwrap();
+        hide_tail(&mut page, device, keep);
+        // Cut the page after B's envelope, so another one must follow.
+        page.more = true;
+        response.body = amana_core::framing::Page::encode_with(
+            page.next_cursor,
+            page.more,
+            (!page.heads_as_held).then_some(page.heads.as_slice()),
+            page.entries.iter().map(|e| (e.cursor, e.bytes.as_slice())),
+        );
+    });
+    assert!(
+        matches!(first, Err(SyncError::RelayUnavailable { status: 503, .. })),
+        "{first:?}"
+    );
+    assert!(first.unwrap_err().is_temporary());
+    let second = sync_via(
+        &mut w,
+        &mut office,
+        pages(|page| hide_tail(page, device, keep)),
+    );
+    assert!(
+        matches!(
+            second,
+            Err(SyncError::WitnessedAhead { seq: 3, applied: 1, witness, .. })
+                if witness == b.keys().device_id()
+        ),
+        "{second:?}"
+    );
+    assert_eq!(open_codes(&office), ["witnessed_ahead"]);
+}
+
+/// A fork is witnessed on the first page; the second page request fails.
+/// The alarm was recorded with the page that showed it: it is open after
+/// the failed sync, still open after an honest one (which ends without an
+/// error of its own), and closes only when an admin acknowledges it.
+#[test]
+fn an_alarm_raised_before_a_later_error_stays_raised_until_an_admin_acknowledges_it() {
+    let (mut w, mut office, mut a) = team_with_three_envelopes();
+    let mut b = w.enrol(&mut office, "field-b", Role::Field);
+    w.sync(&mut b).unwrap();
+    w.sync(&mut office).unwrap();
+    // B is shown another envelope 4 of A's (signed with A's key, a stolen
+    // backup), and witnesses it in its own next envelope.
+    a.record_intake(&case("branch x", w.now())).unwrap();
+    w.sync(&mut a).unwrap();
+    let device = a.keys().device_id();
+    let y = Forgery::next(&office, device, (3, envelope_id_at(&w, device, 3))).seal(
+        &office,
+        &changes_of(&w, "branch y"),
+        &[],
+        a.keys(),
+    );
+    let y_id = amana_core::envelope::id_of(&y).unwrap();
+    let x_bytes = w
+        .relay
+        .store()
+        .envelope_at(w.team, device, 4)
+        .unwrap()
+        .unwrap()
+        .bytes;
+    let show_y = || {
+        pages(|page| {
+            for entry in &mut page.entries {
+                if entry.bytes == x_bytes {
+                    entry.bytes = y.clone();
+                }
+            }
+            for head in &mut page.heads {
+                if head.device == device {
+                    head.id = y_id;
+                }
+            }
+        })
+    };
+    sync_via(&mut w, &mut b, show_y()).unwrap();
+    b.record_intake(&case("from b", w.now())).unwrap();
+    sync_via(&mut w, &mut b, show_y()).unwrap();
+    // The office reads B's witnessing envelope on a page of its own; the
+    // page after it fails.
+    let mut pages_served = 0;
+    let result = sync_via(&mut w, &mut office, |request, response| {
+        if !support::hostile::is_page(request) || response.status != 200 {
+            return;
+        }
+        pages_served += 1;
+        if pages_served > 1 {
+            response.status = 503;
+            response.body = b"busy".to_vec();
+            return;
+        }
+        let mut page = amana_core::framing::Page::parse(&response.body, 1000, 1000).unwrap();
+        page.more = true;
+        response.body = amana_core::framing::Page::encode_with(
+            page.next_cursor,
+            page.more,
+            (!page.heads_as_held).then_some(page.heads.as_slice()),
+            page.entries.iter().map(|e| (e.cursor, e.bytes.as_slice())),
+        );
+    });
+    assert!(
+        matches!(result, Err(SyncError::RelayUnavailable { .. })),
+        "{result:?}"
+    );
+    assert_eq!(open_codes(&office), ["fork_witnessed"]);
+    w.sync(&mut office).unwrap();
+    let open = office.open_alarms().unwrap();
+    assert_eq!(open.len(), 1, "still raised after an honest sync");
+    let id = open[0].id.to_hex();
+    let done =
+        amana_core::sync::alarms::acknowledge(&mut office, &[id[..8].to_owned()], w.now()).unwrap();
+    assert_eq!(done, [open[0].id]);
+    assert!(office.open_alarms().unwrap().is_empty());
+    assert_eq!(office.alarms().unwrap().len(), 1, "the history stays");
+}
+
+/// One tampered page (an envelope left out, the relay's next cursor kept)
+/// breaks A's chain on the office. Once the relay serves honestly again,
+/// the next sync fetches again from the last good cursor and the office
+/// gets everything; the alarm stays as history. (Before: every later sync
+/// exited 6 and the omitted case never arrived.)
+#[test]
+fn a_device_recovers_by_itself_once_the_relay_stops_tampering() {
+    let (mut w, mut office, mut a) = team_with_three_envelopes();
+    let omit_second = || {
+        pages(|page| {
+            if page.entries.len() >= 3 {
+                page.entries.remove(1);
+            }
+        })
+    };
+    let tampered = sync_via(&mut w, &mut office, omit_second());
+    assert!(
+        matches!(
+            tampered,
+            Err(SyncError::Withheld {
+                received: 1,
+                relay: 3,
+                ..
+            })
+        ),
+        "{tampered:?}"
+    );
+    assert_eq!(quarantine_codes(&office), ["gap"]);
+    let report = w.sync(&mut office).unwrap();
+    assert_eq!(report.pulled, 2, "seq 2 and 3 arrive, nothing twice");
+    assert_eq!(notes(&office), ["one", "three", "two"]);
+    // A's later work arrives too, and the office is whole from here on.
+    a.record_intake(&case("four", w.now())).unwrap();
+    w.sync(&mut a).unwrap();
+    assert_eq!(w.sync(&mut office).unwrap().pulled, 1);
+    assert_eq!(notes(&office).len(), 4);
+    assert_eq!(quarantine_codes(&office), ["gap"], "the evidence stays");
+    let open = open_codes(&office);
+    assert!(
+        open.contains(&"gap".to_owned()) && open.contains(&"withheld".to_owned()),
+        "{open:?}"
+    );
+}
+
+#[test]
+fn a_relay_that_keeps_tampering_keeps_raising_the_alarm() {
+    let (mut w, mut office, _a) = team_with_three_envelopes();
+    for round in 1..=3 {
+        let result = sync_via(
+            &mut w,
+            &mut office,
+            pages(|page| {
+                if let Some(i) = page
+                    .entries
+                    .iter()
+                    .position(|e| u64::from_be_bytes(e.bytes[34..42].try_into().unwrap()) == 2)
+                {
+                    page.entries.remove(i);
+                }
+            }),
+        );
+        assert!(
+            matches!(result, Err(SyncError::Withheld { received: 1, .. })),
+            "round {round}: {result:?}"
+        );
+        assert_eq!(notes(&office), ["one"], "round {round}");
+        let withheld = office
+            .open_alarms()
+            .unwrap()
+            .into_iter()
+            .find(|a| a.code == "withheld")
+            .unwrap();
+        assert_eq!(withheld.sightings, round, "one alarm, seen again");
+    }
+}
+
+/// The rule (docs/sync.md, "Alarms"): an answer that arrives whole (so,
+/// with TLS pinned, from the relay) and fails a check is an integrity
+/// alarm, exit 6; only transport failures and 5xx are "retry later".
+/// (Before: a truncated page and an old page replayed both read as "retry
+/// later", exit 4.)
+#[test]
+fn tampering_that_arrives_intact_is_an_alarm_and_only_transport_failures_are_retry_later() {
+    let (mut w, mut office, _a) = team_with_three_envelopes();
+    let mut reader = w.enrol(&mut office, "reader", Role::Office);
+    // A page as the relay answered it to another device earlier.
+    let mut old_page = Vec::new();
+    sync_via(&mut w, &mut reader, |request, response| {
+        if support::hostile::is_page(request) && old_page.is_empty() {
+            old_page = response.body.clone();
+        }
+    })
+    .unwrap();
+    // A page of another team on the same relay.
+    let mut other = new_store(&w.dir.path().join("other-office"));
+    let other_team = enrol::create_team(
+        &mut other,
+        &mut w.relay,
+        "http://127.0.0.1:1",
+        None,
+        "Other",
+    )
+    .unwrap();
+    other
+        .record_intake(&case("other team's case", w.now()))
+        .unwrap();
+    let mut other_page = Vec::new();
+    {
+        let mut env = w.env();
+        let hostile = support::hostile::Hostile {
+            relay: &mut w.relay,
+            rewrite: |request: &Request, response: &mut Response| {
+                if support::hostile::is_page(request) {
+                    other_page = response.body.clone();
+                }
+            },
+        };
+        let mut client = RelayClient::new(hostile, other_team);
+        amana_core::sync::sync(&mut other, &mut client, &mut env, &mut |_| {}).unwrap();
+        // The other team's own envelope is on its next page.
+        amana_core::sync::sync(&mut other, &mut client, &mut env, &mut |_| {}).unwrap();
+    }
+    w.sync(&mut office).unwrap();
+    type Rewrite = Box<dyn FnMut(&Request, &mut Response)>;
+    let cases: Vec<(&str, Rewrite, bool)> = vec![
+        (
+            "another team's page served verbatim",
+            Box::new(move |request: &Request, response: &mut Response| {
+                if support::hostile::is_page(request) {
+                    response.body = other_page.clone();
+                }
+            }),
+            true,
+        ),
+        (
+            "truncated page",
+            Box::new(|request: &Request, response: &mut Response| {
+                if support::hostile::is_page(request) {
+                    let n = response.body.len();
+                    response.body.truncate(n.saturating_sub(10).max(1));
+                }
+            }),
+            true,
+        ),
+        (
+            "old page replayed verbatim",
+            Box::new(move |request: &Request, response: &mut Response| {
+                if support::hostile::is_page(request) {
+                    response.body = old_page.clone();
+                }
+            }),
+            true,
+        ),
+        (
+            "a page of another media type",
+            Box::new(|request: &Request, response: &mut Response| {
+                if support::hostile::is_page(request) {
+                    response.content_type = Some("text/html".into());
+                }
+            }),
+            true,
+        ),
+        (
+            "503",
+            Box::new(|request: &Request, response: &mut Response| {
+                if support::hostile::is_page(request) {
+                    response.status = 503;
+                    response.body = b"<html>busy</html>".to_vec();
+                }
+            }),
+            false,
+        ),
+    ];
+    for (what, rewrite, alarm) in cases {
+        let mut rewrite = rewrite;
+        let result = sync_via(&mut w, &mut office, |q, r| rewrite(q, r));
+        let e = result.expect_err(what);
+        assert_eq!(e.is_integrity_alarm(), alarm, "{what}: {e}");
+        assert_eq!(e.is_temporary(), !alarm, "{what}: {e}");
+    }
+    let open = open_codes(&office);
+    assert!(open.contains(&"relay_malformed".to_owned()), "{open:?}");
+    assert!(
+        open.iter()
+            .all(|c| c == "relay_malformed" || c == "rollback"),
+        "{open:?}"
+    );
+}

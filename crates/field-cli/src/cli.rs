@@ -70,7 +70,7 @@ pub enum Command {
     Team(TeamCommand),
     /// Join a team with an invite code from the office.
     Join {
-        /// The invite code (`amana1-…`), or `-` to read it from standard input.
+        /// The invite code (`amana2-…`), or `-` to read it from standard input.
         code: String,
     },
     /// Record a new intake (interactive, or from a file).
@@ -89,8 +89,16 @@ pub enum Command {
     Note(NoteCommand),
     /// Send local changes and receive the team's, through the relay.
     Sync,
-    /// Show this device, its team and what waits to be synced.
+    /// Show this device, its team and what waits to be synced (exit 6
+    /// while an integrity alarm is open).
     Status,
+    /// Integrity alarms: list them with what each means and what to do
+    /// (exit 6 while any is open), or acknowledge them (admin devices).
+    Alarms {
+        /// What to do (list when omitted).
+        #[command(subcommand)]
+        command: Option<AlarmsCommand>,
+    },
     /// Audit the relay through its API: every envelope, chain and head,
     /// and replayed receipts; writes a signed JSON report (exit 6 on findings).
     Audit(AuditArgs),
@@ -117,6 +125,26 @@ pub enum Command {
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
+    },
+}
+
+/// `amana alarms …`.
+#[derive(Debug, Subcommand)]
+pub enum AlarmsCommand {
+    /// List every alarm, open ones first.
+    List {
+        /// Include acknowledged alarms.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Acknowledge open alarms by id (the first characters are enough).
+    /// On an admin device, after the office has looked into them; the
+    /// acknowledgement reaches the devices that raised them at their next
+    /// sync.
+    Ack {
+        /// Alarm ids (or their first characters).
+        #[arg(required = true)]
+        ids: Vec<String>,
     },
 }
 

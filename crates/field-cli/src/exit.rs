@@ -14,6 +14,7 @@ use amana_core::case::{CaseError, Lang, ValidationError};
 use amana_core::keys::keystore::KeystoreError;
 use amana_core::store::StoreError;
 use amana_core::sync::SyncError;
+use amana_core::sync::alarms::AcknowledgeError;
 use amana_core::transport::TransportError;
 
 /// Invalid input found by the CLI itself (exit code 2).
@@ -63,6 +64,13 @@ pub fn code(err: &anyhow::Error) -> u8 {
         }
         if let Some(e) = cause.downcast_ref::<StoreError>() {
             return store_code(e);
+        }
+        if let Some(e) = cause.downcast_ref::<AcknowledgeError>() {
+            return match e {
+                AcknowledgeError::Store(s) => store_code(s),
+                AcknowledgeError::NotAdmin => 5,
+                _ => 2,
+            };
         }
         if let Some(e) = cause.downcast_ref::<TransportError>() {
             return match e {

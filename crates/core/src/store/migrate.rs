@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/device/0003_lifecycle.sql"),
     include_str!("../../migrations/device/0004_witnesses.sql"),
     include_str!("../../migrations/device/0005_case_views.sql"),
+    include_str!("../../migrations/device/0006_alarms.sql"),
 ];
 
 /// Brings the schema up to date.

@@ -10,6 +10,7 @@
 //! outbox entry in one transaction, and SQLite runs in WAL mode with
 //! `synchronous=FULL`, so a call that returns `Ok` is durable.
 
+pub mod alarms;
 mod cases;
 pub mod guard;
 mod migrate;
@@ -23,6 +24,7 @@ mod tests;
 pub mod wipe;
 mod witness;
 
+pub use alarms::{Acknowledgement, Alarm, AlarmId, NewAlarm};
 pub use pull::{PulledPage, Submission};
 pub use receiving::Delivered;
 pub use sync_state::{OutboxEntry, PeerHead, QuarantinedEnvelope};

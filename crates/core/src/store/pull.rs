@@ -6,7 +6,7 @@ use super::{DeviceStore, StoreError, cases};
 use crate::envelope::seal::CaseChange;
 use crate::envelope::snapshot::{SavedCase, Snapshot, Tombstone};
 use crate::ids::{CaseId, DeviceId};
-use crate::store::PeerHead;
+use crate::store::{NewAlarm, PeerHead};
 
 /// A case an intake-role device submitted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,11 +41,18 @@ pub struct PulledPage {
     pub cursor: u64,
     /// Envelopes refused, with the reason.
     pub quarantined: Vec<(Vec<u8>, String)>,
+    /// Integrity alarms this page raised (recorded with it, so no later
+    /// error can lose them).
+    pub alarms: Vec<NewAlarm>,
+    /// When the page was pulled (unix seconds), for the alarms.
+    pub at: u64,
+    /// Sync bookkeeping written with the page (`meta` entries).
+    pub meta: Vec<(&'static str, Vec<u8>)>,
 }
 
 impl DeviceStore {
     /// Commits a pulled page in one transaction: either all of it (changes,
-    /// heads, cursor, quarantine) is stored, or none.
+    /// heads, cursor, quarantine, alarms, bookkeeping) is stored, or none.
     pub fn commit_pull(&mut self, page: &PulledPage) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         for tombstone in &page.tombstones {
@@ -65,6 +72,13 @@ impl DeviceStore {
         super::witness::record_in(&tx, &self.sealer, &page.chained)?;
         for (envelope, reason) in &page.quarantined {
             super::sync_state::quarantine_in(&tx, &self.sealer, envelope, reason)?;
+        }
+        let me = self.keys.device_id();
+        for alarm in &page.alarms {
+            super::alarms::raise_in(&tx, &self.sealer, me, alarm, page.at)?;
+        }
+        for (name, value) in &page.meta {
+            super::put_meta_in(&tx, &self.sealer, name, value)?;
         }
         super::put_meta_in(&tx, &self.sealer, "cursor", &page.cursor.to_be_bytes())?;
         tx.commit()?;

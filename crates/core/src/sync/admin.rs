@@ -94,6 +94,16 @@ pub fn revoke<T: Transport>(
     env: &mut Env,
     which: &str,
 ) -> Result<Revocation, SyncError> {
+    let result = revoke_now(store, client, env, which);
+    super::alarms::note(store, env.now(), result)
+}
+
+fn revoke_now<T: Transport>(
+    store: &mut DeviceStore,
+    client: &mut RelayClient<T>,
+    env: &mut Env,
+    which: &str,
+) -> Result<Revocation, SyncError> {
     let me = store.keys().device_id();
     let mut last_error = None;
     for _ in 0..ATTEMPTS {
@@ -159,6 +169,15 @@ pub fn revoke<T: Transport>(
 
 /// Starts a new epoch and delivers its key to every active reading device.
 pub fn rotate<T: Transport>(
+    store: &mut DeviceStore,
+    client: &mut RelayClient<T>,
+    env: &mut Env,
+) -> Result<Rotation, SyncError> {
+    let result = rotate_now(store, client, env);
+    super::alarms::note(store, env.now(), result)
+}
+
+fn rotate_now<T: Transport>(
     store: &mut DeviceStore,
     client: &mut RelayClient<T>,
     env: &mut Env,

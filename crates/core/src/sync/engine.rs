@@ -8,33 +8,18 @@
 //! connection that drops at any byte therefore loses nothing, and the next
 //! sync repeats at most one batch.
 //!
-//! Checks on every pulled envelope (architecture brief, "client checks"):
-//! structure and team; the author on the roster, allowed to write in that
-//! epoch and within its revocation bound; the signature; chain continuity
-//! (seq = head + 1 and prev = head id, so a gap means withheld data and an
-//! old seq a replay); decryption and the header copy inside; decodable
-//! changes. A failure quarantines the envelope with its reason, and every
-//! later envelope of that device then fails the chain check too. After
-//! each page the relay's reported heads are compared with what this device
-//! applied: a head behind ours is a rollback, a different id at our seq a
-//! fork, and a head the relay reports but never sent is withholding.
-
-use std::collections::BTreeMap;
+//! The pull and its checks are in [`super::pull`] and [`super::verify`];
+//! every integrity alarm a sync ends with is recorded ([`super::alarms`]).
 
 use super::client::{RelayClient, UploadOutcome};
 use super::keys;
-use super::witness::Witnesses;
 use super::{Env, Rejection, SyncError};
-use crate::case::CaseDoc;
 use crate::envelope::seal::{self, CaseChange};
-use crate::envelope::{EnvelopeHeader, EnvelopeLimits, Kind, Stored};
-use crate::error::EnvelopeError;
-use crate::framing::{Page, PageHead};
+use crate::envelope::{EnvelopeHeader, Kind};
 use crate::ids::{CaseId, DeviceId, Digest, TeamId};
-use crate::keys::EpochKeyring;
 use crate::receipt::Receipt;
 use crate::roster::{Role, Roster};
-use crate::store::{DeviceStore, PeerHead, PulledPage, StoreError};
+use crate::store::{DeviceStore, StoreError};
 use crate::transport::Transport;
 
 /// Most changes sealed into one envelope.
@@ -49,21 +34,16 @@ const UPLOAD_BATCH: usize = 20;
 /// goes). A request cut off is sent again whole, so on links that drop
 /// every few tens of KiB a small request wastes little.
 const UPLOAD_TARGET_BYTES: usize = 4 * 1024;
-/// Envelopes per pulled page.
-const PAGE_LIMIT: usize = 200;
-/// Envelope bytes per pulled page (the relay sends at least one envelope);
-/// halved for the rest of the sync each time a page is cut off.
-const PAGE_TARGET_BYTES: usize = 64 * 1024;
 /// Requests cut off in a row that a sync retries on a new connection
 /// before it gives up; every request that gets through starts the count
 /// again, so a sync goes on as long as the link lets anything through (a
 /// retried request is idempotent: the relay answers `duplicate` for
 /// envelopes it already holds).
-const RETRIES: usize = 4;
+pub(super) const RETRIES: usize = 4;
 
 /// Whether an error is a connection cut off in transfer, worth retrying
 /// at once on a new connection.
-fn interrupted(e: &SyncError) -> bool {
+pub(super) fn interrupted(e: &SyncError) -> bool {
     matches!(
         e,
         SyncError::Transport(crate::transport::TransportError::Interrupted(_))
@@ -129,8 +109,19 @@ pub struct SyncReport {
     pub bytes_received: u64,
 }
 
-/// Runs one sync of `store` with the relay behind `client`.
+/// Runs one sync of `store` with the relay behind `client`. An integrity
+/// alarm it ends with is recorded in the store (see [`super::alarms`]).
 pub fn sync<T: Transport>(
+    store: &mut DeviceStore,
+    client: &mut RelayClient<T>,
+    env: &mut Env,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<SyncReport, SyncError> {
+    let result = run(store, client, env, progress);
+    super::alarms::note(store, env.now(), result)
+}
+
+fn run<T: Transport>(
     store: &mut DeviceStore,
     client: &mut RelayClient<T>,
     env: &mut Env,
@@ -161,7 +152,7 @@ pub fn sync<T: Transport>(
     // Pull before sealing: a snapshot may shred a case, and this device's
     // unsent changes to it must then never be sealed under the new epoch.
     let pulled = if role.reads_cases() {
-        pull(store, client, env, &roster, progress, &mut report)
+        super::pull::pull(store, client, env, &roster, progress, &mut report)
     } else {
         Ok(())
     };
@@ -449,349 +440,4 @@ fn envelope_header(bytes: &[u8]) -> Option<EnvelopeHeader> {
 
 pub(super) fn envelope_seq(bytes: &[u8]) -> Option<u64> {
     envelope_header(bytes).map(|h| h.seq)
-}
-
-/// Pulls every page after the cursor, verifying before applying.
-fn pull<T: Transport>(
-    store: &mut DeviceStore,
-    client: &mut RelayClient<T>,
-    env: &mut Env,
-    roster: &Roster,
-    progress: &mut dyn FnMut(Progress),
-    report: &mut SyncReport,
-) -> Result<(), SyncError> {
-    let me = store.keys().device_id();
-    let keyring = store.epoch_keys()?;
-    let retired_below = roster.retired_below();
-    let mut shredded = store.shredded_cases()?;
-    let mut cursor = store.cursor()?;
-    // Every head applied so far: a device the relay stops listing is a
-    // rollback too.
-    let mut heads: BTreeMap<DeviceId, PeerHead> = store
-        .peer_heads()?
-        .into_iter()
-        .map(|h| (h.device, h))
-        .collect();
-    let mut shred_applied = false;
-    let mut witnesses = Witnesses::default();
-    let (mut page_bytes, mut retries) = (PAGE_TARGET_BYTES, 0);
-    let result = loop {
-        progress(Progress::Pulling {
-            done: report.pulled,
-        });
-        let held: Vec<PageHead> = heads.values().copied().map(PageHead::from).collect();
-        let page =
-            match client.page_within(env, store.keys(), cursor, PAGE_LIMIT, page_bytes, &held) {
-                Err(e) if interrupted(&e) && retries < RETRIES => {
-                    retries += 1;
-                    page_bytes = (page_bytes / 2).max(1);
-                    continue;
-                }
-                other => other?,
-            };
-        retries = 0;
-        check_page_order(&page, cursor)?;
-        check_heads(&page, &heads)?;
-        let mut pulled = PulledPage {
-            cursor,
-            ..PulledPage::default()
-        };
-        let mut changed: BTreeMap<DeviceId, PeerHead> = BTreeMap::new();
-        let mut stopped = None;
-        for entry in &page.entries {
-            match check_envelope(&entry.bytes, roster, &keyring, &heads) {
-                Ok(opened) => {
-                    let head = PeerHead {
-                        device: opened.header.device,
-                        seq: opened.header.seq,
-                        id: opened.id,
-                    };
-                    heads.insert(head.device, head);
-                    changed.insert(head.device, head);
-                    pulled.chained.push(head);
-                    report.pulled += 1;
-                    if head.device != me {
-                        witnesses.check(
-                            store,
-                            head.device,
-                            &opened.witnesses,
-                            &heads,
-                            &pulled.chained,
-                        )?;
-                        if let Some(record) = witnesses.evidence.take() {
-                            pulled.quarantined.push((entry.bytes.clone(), record));
-                        }
-                    }
-                    if let Some(mut part) = opened.snapshot {
-                        for t in &part.tombstones {
-                            if shredded.insert(t.case) {
-                                report.cases_shredded += 1;
-                            }
-                        }
-                        pulled.tombstones.extend(part.tombstones.iter().copied());
-                        let docs = std::mem::take(&mut part.cases);
-                        if head.device != me {
-                            pulled
-                                .docs
-                                .extend(docs.into_iter().filter(|c| !shredded.contains(&c.case)));
-                        }
-                        pulled.labels.extend(part.labels.iter().cloned());
-                        pulled.snapshot_parts.push(part);
-                    } else if head.device != me {
-                        for change in opened.changes {
-                            if shredded.contains(&change.case) {
-                                report.discarded_shredded += 1;
-                                if opened.header.epoch >= retired_below
-                                    && !report.late_writers_to_shredded.contains(&head.device)
-                                {
-                                    report.late_writers_to_shredded.push(head.device);
-                                }
-                            } else {
-                                report.applied_changes += 1;
-                                pulled.changes.push(change);
-                            }
-                        }
-                    }
-                }
-                Err(Refusal::Retired(head)) => {
-                    heads.insert(head.device, head);
-                    changed.insert(head.device, head);
-                    pulled.chained.push(head);
-                    report.skipped_retired += 1;
-                }
-                Err(Refusal::MissingKey(epoch)) => {
-                    stopped = Some(epoch);
-                    break;
-                }
-                Err(Refusal::Quarantine(rejection)) => {
-                    pulled
-                        .quarantined
-                        .push((entry.bytes.clone(), rejection.record()));
-                    report.quarantined.push(rejection);
-                }
-            }
-            pulled.cursor = entry.cursor;
-        }
-        if stopped.is_none() {
-            pulled.cursor = page.next_cursor.max(pulled.cursor);
-        }
-        pulled.heads = changed.into_values().collect();
-        shred_applied |= !pulled.tombstones.is_empty();
-        store.commit_pull(&pulled)?;
-        cursor = pulled.cursor;
-        if let Some(epoch) = stopped {
-            break Err(SyncError::MissingEpochKey(epoch));
-        }
-        if !page.more {
-            break check_withheld(&page, &heads).and_then(|()| witnesses.settle(store, &heads));
-        }
-    };
-    if shred_applied {
-        // No page image of a shredded case may stay in the WAL.
-        store.checkpoint()?;
-    }
-    result
-}
-
-/// Cursors must rise strictly, starting after ours.
-fn check_page_order(page: &Page, after: u64) -> Result<(), SyncError> {
-    let mut last = after;
-    for entry in &page.entries {
-        if entry.cursor <= last {
-            return Err(SyncError::RelayMalformed(format!(
-                "envelope cursors out of order ({} after {last})",
-                entry.cursor
-            )));
-        }
-        last = entry.cursor;
-    }
-    if page.next_cursor < last {
-        return Err(SyncError::RelayMalformed(
-            "next cursor behind the page".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// The relay's heads must not be behind, or different from, what we applied.
-fn check_heads(page: &Page, ours: &BTreeMap<DeviceId, PeerHead>) -> Result<(), SyncError> {
-    for relay in &page.heads {
-        if let Some(held) = ours.get(&relay.device) {
-            if relay.seq < held.seq {
-                return Err(SyncError::Rollback {
-                    device: relay.device,
-                    ours: held.seq,
-                    relay: relay.seq,
-                });
-            }
-            if relay.seq == held.seq && relay.id != held.id {
-                return Err(SyncError::Fork {
-                    device: relay.device,
-                    seq: relay.seq,
-                });
-            }
-        }
-    }
-    // Every device we applied envelopes from must still be listed.
-    for held in ours.values() {
-        if !page.heads.iter().any(|h| h.device == held.device) {
-            return Err(SyncError::Rollback {
-                device: held.device,
-                ours: held.seq,
-                relay: 0,
-            });
-        }
-    }
-    Ok(())
-}
-
-/// On the last page, every head the relay reports must have been received.
-fn check_withheld(page: &Page, ours: &BTreeMap<DeviceId, PeerHead>) -> Result<(), SyncError> {
-    for relay in &page.heads {
-        let received = ours.get(&relay.device).map_or(0, |h| h.seq);
-        if received < relay.seq {
-            return Err(SyncError::Withheld {
-                device: relay.device,
-                received,
-                relay: relay.seq,
-            });
-        }
-        if let Some(held) = ours.get(&relay.device)
-            && held.seq == relay.seq
-            && held.id != relay.id
-        {
-            return Err(SyncError::Fork {
-                device: relay.device,
-                seq: relay.seq,
-            });
-        }
-    }
-    Ok(())
-}
-
-enum Refusal {
-    /// An envelope of a retired epoch whose key this device does not hold:
-    /// verified and chained, its content passed over.
-    Retired(PeerHead),
-    MissingKey(u32),
-    Quarantine(Rejection),
-}
-
-impl From<Rejection> for Refusal {
-    fn from(rejection: Rejection) -> Self {
-        Refusal::Quarantine(rejection)
-    }
-}
-
-/// Every client-side check of one envelope, in order.
-fn check_envelope(
-    bytes: &[u8],
-    roster: &Roster,
-    keyring: &EpochKeyring,
-    heads: &BTreeMap<DeviceId, PeerHead>,
-) -> Result<seal::OpenedEnvelope, Refusal> {
-    let stored =
-        Stored::parse(bytes.to_vec(), &EnvelopeLimits::default()).map_err(Rejection::Malformed)?;
-    let header = stored.header().clone();
-    let (device, seq) = (header.device, header.seq);
-    if header.team != roster.team() {
-        return Err(Rejection::WrongTeam {
-            device,
-            seq,
-            found: header.team,
-        }
-        .into());
-    }
-    let record = roster.check_author(&header).map_err(Rejection::Author)?;
-    let key = record.entry.signing_key;
-    let signed = match &stored {
-        Stored::Whole(envelope) => envelope.verify_signature(&key),
-        Stored::Stub(stub) => stub.verify_signature(&key),
-    };
-    signed.map_err(|error| Rejection::Signature { device, seq, error })?;
-    let (expected, expected_prev) = heads
-        .get(&device)
-        .map_or((1, Digest::ZERO), |h| (h.seq + 1, h.id));
-    if seq < expected {
-        return Err(Rejection::Replay {
-            device,
-            seq,
-            expected,
-        }
-        .into());
-    }
-    if seq > expected {
-        return Err(Rejection::Gap {
-            device,
-            seq,
-            expected,
-        }
-        .into());
-    }
-    if header.prev != expected_prev {
-        return Err(Rejection::BrokenChain { device, seq }.into());
-    }
-    let envelope = match stored {
-        Stored::Whole(envelope) => envelope,
-        // The relay may drop the body of a retired epoch's envelope, and
-        // of nothing else.
-        Stored::Stub(stub) if header.epoch < roster.retired_below() => {
-            return Err(Refusal::Retired(PeerHead {
-                device,
-                seq,
-                id: stub.id(),
-            }));
-        }
-        Stored::Stub(_) => {
-            return Err(Rejection::BodyDropped {
-                device,
-                seq,
-                epoch: header.epoch,
-            }
-            .into());
-        }
-    };
-    if header.kind == Kind::Snapshot && record.entry.role != Role::Admin {
-        return Err(Rejection::SnapshotNotAdmin { device, seq }.into());
-    }
-    let opened = match seal::open(&envelope, roster.team(), &key, keyring) {
-        Ok(opened) => opened,
-        Err(EnvelopeError::UnknownEpoch(epoch)) if epoch < roster.retired_below() => {
-            return Err(Refusal::Retired(PeerHead {
-                device,
-                seq,
-                id: envelope.id(),
-            }));
-        }
-        Err(EnvelopeError::UnknownEpoch(epoch)) => return Err(Refusal::MissingKey(epoch)),
-        Err(error) => return Err(Rejection::Unreadable { device, seq, error }.into()),
-    };
-    let invalid = |what: String| Refusal::from(Rejection::InvalidContent { device, seq, what });
-    if let Some(bad) = opened
-        .changes
-        .iter()
-        .position(|c| !CaseDoc::is_valid_change(&c.change))
-    {
-        return Err(invalid(format!(
-            "change {bad} is not a valid Automerge change"
-        )));
-    }
-    if let Some(part) = &opened.snapshot {
-        if part.floor != header.epoch {
-            return Err(invalid(format!(
-                "a snapshot for epoch {} sealed under epoch {}",
-                part.floor, header.epoch
-            )));
-        }
-        if let Some(bad) = part
-            .cases
-            .iter()
-            .position(|c| !CaseDoc::is_valid_saved(&c.doc))
-        {
-            return Err(invalid(format!(
-                "case {bad} of the snapshot is not a valid document"
-            )));
-        }
-    }
-    Ok(opened)
 }

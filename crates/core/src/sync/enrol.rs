@@ -113,6 +113,18 @@ pub fn invite<T: Transport>(
     label: &str,
     ttl_secs: u64,
 ) -> Result<InviteCode, SyncError> {
+    let result = invite_now(store, client, env, role, label, ttl_secs);
+    super::alarms::note(store, env.now(), result)
+}
+
+fn invite_now<T: Transport>(
+    store: &mut DeviceStore,
+    client: &mut RelayClient<T>,
+    env: &mut Env,
+    role: Role,
+    label: &str,
+    ttl_secs: u64,
+) -> Result<InviteCode, SyncError> {
     let roster = require_admin(store, client, env)?;
     let membership = store.membership()?.ok_or(StoreError::NotMember)?;
     let team = roster.team();
@@ -201,7 +213,7 @@ pub fn pending<T: Transport>(
     let roster = require_admin(store, client, env)?;
     let issued = issued_invites(store, env.now())?;
     let team = roster.team();
-    Ok(client
+    let list = client
         .pending(env, store.keys())?
         .into_iter()
         .filter(|p| roster.device(&p.device).is_none())
@@ -234,7 +246,16 @@ pub fn pending<T: Transport>(
                 device,
             }
         })
-        .collect())
+        .collect::<Vec<_>>();
+    for substituted in list.iter().filter(|p| p.binding == Binding::Substituted) {
+        let alarm = SyncError::JoinSubstituted {
+            device: substituted.device.device,
+        };
+        if let Some(new) = super::alarms::of_error(&alarm) {
+            store.raise_alarm(&new, env.now())?;
+        }
+    }
+    Ok(list)
 }
 
 /// Approves the pending device whose id starts with `prefix`, after the
@@ -245,6 +266,17 @@ pub fn pending<T: Transport>(
 /// delivers every epoch key this admin holds to reading roles. Running it
 /// again for an approved device re-delivers the keys.
 pub fn approve<T: Transport>(
+    store: &mut DeviceStore,
+    client: &mut RelayClient<T>,
+    env: &mut Env,
+    prefix: &str,
+    typed_safety_number: &str,
+) -> Result<DeviceEntry, SyncError> {
+    let result = approve_now(store, client, env, prefix, typed_safety_number);
+    super::alarms::note(store, env.now(), result)
+}
+
+fn approve_now<T: Transport>(
     store: &mut DeviceStore,
     client: &mut RelayClient<T>,
     env: &mut Env,

@@ -249,24 +249,48 @@ impl SyncError {
     /// Whether the error means the relay (or someone in its place) may be
     /// lying: the office must hear about it.
     pub fn is_integrity_alarm(&self) -> bool {
-        matches!(
-            self,
-            SyncError::Roster(_)
-                | SyncError::RelayMalformed(_)
-                | SyncError::JoinSubstituted { .. }
-                | SyncError::RosterRollback { .. }
-                | SyncError::KeyDelivery(_)
-                | SyncError::Announcement(_)
-                | SyncError::BadReceipt { .. }
-                | SyncError::RelayLostOwnLog { .. }
-                | SyncError::Rollback { .. }
-                | SyncError::Fork { .. }
-                | SyncError::Withheld { .. }
-                | SyncError::ForkWitnessed { .. }
-                | SyncError::WitnessedAhead { .. }
-                | SyncError::SafetyNumberMismatch
-                | SyncError::Transport(TransportError::PinMismatch)
-        )
+        self.alarm_code().is_some()
+    }
+
+    /// The stable code of the alarm this error raises, if it is one
+    /// (recorded with it, listed in `docs/auditor-guide.md`).
+    pub fn alarm_code(&self) -> Option<&'static str> {
+        Some(match self {
+            SyncError::Roster(_) => "roster_invalid",
+            SyncError::RelayMalformed(_) => "relay_malformed",
+            SyncError::JoinSubstituted { .. } => "join_substituted",
+            SyncError::RosterRollback { .. } => "roster_rollback",
+            SyncError::KeyDelivery(_) => "bad_key_delivery",
+            SyncError::Announcement(_) => "bad_announcement",
+            SyncError::BadReceipt { .. } => "bad_receipt",
+            SyncError::RelayLostOwnLog { .. } => "relay_lost_own_log",
+            SyncError::Rollback { .. } => "rollback",
+            SyncError::Fork { .. } => "fork",
+            SyncError::Withheld { .. } => "withheld",
+            SyncError::ForkWitnessed { .. } => "fork_witnessed",
+            SyncError::WitnessedAhead { .. } => "witnessed_ahead",
+            SyncError::SafetyNumberMismatch => "safety_number_mismatch",
+            SyncError::Transport(TransportError::PinMismatch) => "tls_pin_mismatch",
+            _ => return None,
+        })
+    }
+
+    /// The device and seq an alarm concerns, where it names them.
+    pub fn alarm_subject(&self) -> (Option<DeviceId>, Option<u64>) {
+        match self {
+            SyncError::JoinSubstituted { device } => (Some(*device), None),
+            SyncError::BadReceipt { seq } | SyncError::RelayLostOwnLog { seq, .. } => {
+                (None, Some(*seq))
+            }
+            SyncError::Rollback { device, relay, .. } => (Some(*device), Some(*relay)),
+            SyncError::Fork { device, seq }
+            | SyncError::ForkWitnessed { device, seq, .. }
+            | SyncError::WitnessedAhead { device, seq, .. } => (Some(*device), Some(*seq)),
+            SyncError::Withheld {
+                device, received, ..
+            } => (Some(*device), Some(received + 1)),
+            _ => (None, None),
+        }
     }
 
     /// Whether retrying later may succeed without anyone doing anything.

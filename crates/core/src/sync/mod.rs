@@ -6,6 +6,8 @@
 //! - [`enrol`]: creating a team, joining, approving; [`invites`]: invite
 //!   codes and the issuing admin's record of them.
 //! - [`admin`]: revoking devices, rotating the epoch, delivering its key.
+//! - [`alarms`]: integrity alarms: recorded where detected, reported to
+//!   the office, acknowledged by an admin device.
 //! - [`audit`]: the remote audit and the receipts a device exports.
 //! - [`shred`]: crypto-shredding a case and retiring old epochs.
 //! - `http` (feature `http`): the HTTPS transport with a pinned relay key.
@@ -16,6 +18,8 @@
 //! never affect what the engine decides.)
 
 pub mod admin;
+pub mod alarm_words;
+pub mod alarms;
 pub mod audit;
 pub mod client;
 pub mod engine;
@@ -25,8 +29,10 @@ mod error;
 pub mod http;
 pub mod invites;
 mod keys;
+mod pull;
 mod rejection;
 pub mod shred;
+mod verify;
 mod witness;
 
 pub use client::RelayClient;

@@ -134,6 +134,28 @@ impl Rejection {
         }
     }
 
+    /// The device and seq the refused envelope names, where known.
+    pub fn subject(&self) -> (Option<DeviceId>, Option<u64>) {
+        match self {
+            Rejection::Malformed(_) => (None, None),
+            Rejection::Author(a) => match a {
+                AuthorError::UnknownDevice(d) | AuthorError::CannotWrite(d) => (Some(*d), None),
+                AuthorError::Revoked { device, seq, .. } => (Some(*device), Some(*seq)),
+                AuthorError::EpochBeforeJoin { device, .. } => (Some(*device), None),
+                _ => (None, None),
+            },
+            Rejection::WrongTeam { device, seq, .. }
+            | Rejection::Signature { device, seq, .. }
+            | Rejection::Replay { device, seq, .. }
+            | Rejection::Gap { device, seq, .. }
+            | Rejection::BrokenChain { device, seq }
+            | Rejection::BodyDropped { device, seq, .. }
+            | Rejection::SnapshotNotAdmin { device, seq }
+            | Rejection::Unreadable { device, seq, .. }
+            | Rejection::InvalidContent { device, seq, .. } => (Some(*device), Some(*seq)),
+        }
+    }
+
     /// The line kept with the quarantined envelope: `code: message`.
     pub fn record(&self) -> String {
         format!("{}: {self}", self.code())

@@ -70,6 +70,18 @@ pub fn shred<T: Transport>(
     reason: ShredReason,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Shredded, SyncError> {
+    let result = shred_now(store, client, env, prefix, reason, progress);
+    super::alarms::note(store, env.now(), result)
+}
+
+fn shred_now<T: Transport>(
+    store: &mut DeviceStore,
+    client: &mut RelayClient<T>,
+    env: &mut Env,
+    prefix: &str,
+    reason: ShredReason,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Shredded, SyncError> {
     let roster = super::engine::refresh_roster(store, client, env)?;
     let me = store.keys().device_id();
     let role = roster.device(&me).map(|d| d.entry.role);

@@ -17,30 +17,77 @@
 //!   ([`SyncError::WitnessedAhead`]).
 //!
 //! The witnessing envelope itself is authentic and is applied; a copy is
-//! kept in the quarantine (code `fork_witnessed`) as evidence, and the
-//! sync ends with the alarm.
+//! kept in the quarantine (code `fork_witnessed`) as evidence. Claims that
+//! are ahead of what this device applied are kept in its store with the
+//! page that brought them, so a later error, a crash or a restart cannot
+//! lose them: the next pull that reaches its last page settles them.
 
 use std::collections::BTreeMap;
 
 use super::SyncError;
 use crate::envelope::seal::Witness;
-use crate::ids::DeviceId;
-use crate::store::{DeviceStore, PeerHead};
+use crate::ids::{DeviceId, Digest};
+use crate::store::{DeviceStore, PeerHead, StoreError};
 
-/// The witnesses read during one pull.
+/// Meta entry: witness claims not yet settled.
+pub(super) const CLAIMS: &str = "witness_claims";
+const CLAIM_LEN: usize = 16 + 16 + 8 + 32;
+
+/// A witness read from an envelope of `author` that named more of a log
+/// than this device had applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Claim {
+    author: DeviceId,
+    witness: Witness,
+}
+
+/// The witness claims of a pull.
 #[derive(Default)]
 pub(super) struct Witnesses {
-    /// Claims beyond what this device had applied when they were read.
-    ahead: Vec<(DeviceId, Witness)>,
-    /// The first disagreement found.
-    alarm: Option<SyncError>,
-    /// Evidence for the envelope just checked, to keep in the quarantine.
-    pub(super) evidence: Option<String>,
+    ahead: Vec<Claim>,
 }
 
 impl Witnesses {
+    /// The claims a previous pull left unsettled.
+    pub(super) fn load(store: &DeviceStore) -> Result<Self, StoreError> {
+        let Some(bytes) = store.meta(CLAIMS)? else {
+            return Ok(Witnesses::default());
+        };
+        let bad = || StoreError::Corrupt("witness claims unreadable".into());
+        if bytes.len() % CLAIM_LEN != 0 {
+            return Err(bad());
+        }
+        let ahead = bytes
+            .chunks_exact(CLAIM_LEN)
+            .map(|c| {
+                Ok(Claim {
+                    author: DeviceId::from_slice(&c[..16]).map_err(|_| bad())?,
+                    witness: Witness {
+                        device: DeviceId::from_slice(&c[16..32]).map_err(|_| bad())?,
+                        seq: u64::from_be_bytes(c[32..40].try_into().map_err(|_| bad())?),
+                        id: Digest::from_slice(&c[40..]).map_err(|_| bad())?,
+                    },
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Witnesses { ahead })
+    }
+
+    /// The claims to keep, as stored.
+    pub(super) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.ahead.len() * CLAIM_LEN);
+        for c in &self.ahead {
+            out.extend_from_slice(c.author.as_bytes());
+            out.extend_from_slice(c.witness.device.as_bytes());
+            out.extend_from_slice(&c.witness.seq.to_be_bytes());
+            out.extend_from_slice(c.witness.id.as_bytes());
+        }
+        out
+    }
+
     /// Checks the witnesses of one envelope written by `author`, against
-    /// the heads applied so far and the envelopes chained in this page.
+    /// the heads applied so far and the envelopes chained in this page;
+    /// returns the forks they show.
     pub(super) fn check(
         &mut self,
         store: &DeviceStore,
@@ -48,8 +95,9 @@ impl Witnesses {
         witnesses: &[Witness],
         heads: &BTreeMap<DeviceId, PeerHead>,
         page: &[PeerHead],
-    ) -> Result<(), SyncError> {
+    ) -> Result<Vec<SyncError>, StoreError> {
         let me = store.keys().device_id();
+        let mut forks = Vec::new();
         for w in witnesses {
             let applied = if w.device == me {
                 store.own_head()?.map_or(0, |(seq, _)| seq)
@@ -58,9 +106,15 @@ impl Witnesses {
             };
             if w.seq > applied {
                 if w.device == me {
-                    self.raise(author, w);
+                    forks.push(fork(author, w));
                 } else {
-                    self.ahead.push((author, *w));
+                    let claim = Claim {
+                        author,
+                        witness: *w,
+                    };
+                    if !self.ahead.contains(&claim) {
+                        self.ahead.push(claim);
+                    }
                 }
                 continue;
             }
@@ -75,48 +129,45 @@ impl Witnesses {
             // An id this device no longer keeps (an intake device forgets
             // its receipted log) cannot be compared.
             if ours.is_some_and(|id| id != w.id) {
-                self.raise(author, w);
+                forks.push(fork(author, w));
             }
         }
-        Ok(())
+        Ok(forks)
     }
 
     /// After the last page: every claim must now be covered, and agree.
+    /// Returns what they show, and forgets them (the alarms are the
+    /// record from here on).
     pub(super) fn settle(
-        mut self,
+        &mut self,
         store: &DeviceStore,
         heads: &BTreeMap<DeviceId, PeerHead>,
-    ) -> Result<(), SyncError> {
-        for (author, w) in std::mem::take(&mut self.ahead) {
+    ) -> Result<Vec<SyncError>, StoreError> {
+        let mut alarms = Vec::new();
+        for Claim { author, witness: w } in std::mem::take(&mut self.ahead) {
             let applied = heads.get(&w.device).map_or(0, |h| h.seq);
             if applied < w.seq {
-                if self.alarm.is_none() {
-                    self.alarm = Some(SyncError::WitnessedAhead {
-                        device: w.device,
-                        seq: w.seq,
-                        applied,
-                        witness: author,
-                    });
-                }
+                alarms.push(SyncError::WitnessedAhead {
+                    device: w.device,
+                    seq: w.seq,
+                    applied,
+                    witness: author,
+                });
             } else if store
                 .applied_id(&w.device, w.seq)?
                 .is_some_and(|id| id != w.id)
             {
-                self.raise(author, &w);
+                alarms.push(fork(author, &w));
             }
         }
-        self.alarm.map_or(Ok(()), Err)
+        Ok(alarms)
     }
+}
 
-    fn raise(&mut self, author: DeviceId, w: &Witness) {
-        let alarm = SyncError::ForkWitnessed {
-            device: w.device,
-            seq: w.seq,
-            witness: author,
-        };
-        self.evidence = Some(format!("fork_witnessed: {alarm}"));
-        if self.alarm.is_none() {
-            self.alarm = Some(alarm);
-        }
+fn fork(author: DeviceId, w: &Witness) -> SyncError {
+    SyncError::ForkWitnessed {
+        device: w.device,
+        seq: w.seq,
+        witness: author,
     }
 }

@@ -13,7 +13,6 @@ use anyhow::Context;
 use serde_json::json;
 
 use crate::app::{self, App};
-use crate::exit::Alarm;
 use crate::passphrase;
 
 /// `amana init`.
@@ -162,17 +161,10 @@ pub fn sync_now(app: &App) -> anyhow::Result<()> {
              admin device."
         );
     }
-    if !report.quarantined.is_empty() {
-        for reason in &report.quarantined {
-            eprintln!("QUARANTINED ({}): {reason}", reason.code());
-        }
-        return Err(Alarm(format!(
-            "{} envelope(s) failed their checks and were quarantined, not applied. Tell the office.",
-            report.quarantined.len()
-        ))
-        .into());
+    for reason in &report.quarantined {
+        eprintln!("QUARANTINED ({}): {reason}", reason.code());
     }
-    Ok(())
+    super::alarms::open_is_an_alarm(store.open_alarms()?.len(), app.lang)
 }
 
 /// `amana status`.
@@ -195,6 +187,7 @@ pub fn status(app: &App) -> anyhow::Result<()> {
     let unsynced_changes = store.outbox_len()?;
     let unsent_envelopes = store.unreceipted()?.len();
     let quarantined = store.quarantine_len()?;
+    let open_alarms = store.open_alarms()?.len();
     let cases = store.cases()?.len();
     let submitted = store.submissions()?.len();
     let last_sync = store
@@ -221,12 +214,13 @@ pub fn status(app: &App) -> anyhow::Result<()> {
                 "unsent_envelopes": unsent_envelopes,
                 "last_sync": last_sync,
                 "quarantined": quarantined,
+                "open_alarms": open_alarms,
                 "cases": cases,
                 "submitted": submitted,
                 "safety_number": safety_number,
             })
         );
-        return Ok(());
+        return super::alarms::open_is_an_alarm(open_alarms, app.lang);
     }
     println!("Device:            {me}");
     match &membership {
@@ -263,8 +257,13 @@ pub fn status(app: &App) -> anyhow::Result<()> {
     } else {
         println!("Quarantined:       0");
     }
+    if open_alarms > 0 {
+        println!("ALARMS:            {open_alarms} open; run `amana alarms`");
+    } else {
+        println!("Alarms:            0 open");
+    }
     if let Some(number) = safety_number {
         println!("Safety number:     {number}");
     }
-    Ok(())
+    super::alarms::open_is_an_alarm(open_alarms, app.lang)
 }

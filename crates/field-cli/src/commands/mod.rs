@@ -1,5 +1,6 @@
 //! The commands, each thin over `amana-core`.
 
+pub mod alarms;
 pub mod audit;
 pub mod cases;
 pub mod device;
@@ -25,6 +26,7 @@ pub fn run(app: &App, command: Command) -> anyhow::Result<()> {
         Command::Note(NoteCommand::Add { id, staff }) => cases::add_note(app, &id, &staff),
         Command::Sync => device::sync_now(app),
         Command::Status => device::status(app),
+        Command::Alarms { command } => alarms::run(app, command),
         Command::Audit(args) => audit::remote(app, args),
         Command::Receipts(ReceiptsCommand::Export { out }) => audit::export_receipts(app, &out),
         Command::Passphrase(args) => security::change_passphrase(app, args.kdf_log_n),

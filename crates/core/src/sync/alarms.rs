@@ -1,0 +1,160 @@
+//! Raising, reporting and acknowledging integrity alarms.
+//!
+//! Every integrity alarm a device detects is recorded in its store
+//! ([`crate::store::alarms`]) where it is detected: a pulled page's alarms
+//! commit with the page; an error that ends an operation is recorded as it
+//! returns ([`note`]). An alarm stays raised until an admin device
+//! acknowledges it. Devices report their alarms to the office inside their
+//! next envelope (encrypted, `docs/protocol.md`, "Notices"), so the admin
+//! devices list every device's alarms; an admin acknowledges with
+//! [`acknowledge`], and the acknowledgement travels in its next envelope to
+//! the device that raised the alarm. A device that reads nothing the admin
+//! writes (`intake`, `auditor`) cannot receive one: its alarms are
+//! acknowledged on the device itself, once the office has seen its report.
+
+use super::{Rejection, SyncError};
+use crate::ids::DeviceId;
+use crate::roster::Role;
+use crate::store::{AlarmId, DeviceStore, NewAlarm, StoreError};
+
+/// Meta entry: acknowledgements this admin device still has to send.
+pub(crate) const PENDING_ACKS: &str = "pending_acks";
+
+/// The alarm an error raises, if it is one.
+pub(crate) fn of_error(e: &SyncError) -> Option<NewAlarm> {
+    let code = e.alarm_code()?;
+    let (device, seq) = e.alarm_subject();
+    Some(NewAlarm {
+        code: code.to_owned(),
+        device,
+        seq,
+        message: e.to_string(),
+    })
+}
+
+/// The alarm a quarantined envelope raises.
+pub(crate) fn of_rejection(r: &Rejection) -> NewAlarm {
+    let (device, seq) = r.subject();
+    NewAlarm {
+        code: r.code().to_owned(),
+        device,
+        seq,
+        message: r.to_string(),
+    }
+}
+
+/// Records the alarm `result` ends with, if it ends with one, and returns
+/// it unchanged. (If the store cannot record it, the original error still
+/// reaches the caller.)
+pub(crate) fn note<T>(
+    store: &mut DeviceStore,
+    now: u64,
+    result: Result<T, SyncError>,
+) -> Result<T, SyncError> {
+    if let Err(e) = &result
+        && let Some(alarm) = of_error(e)
+    {
+        let _ = store.raise_alarm(&alarm, now);
+    }
+    result
+}
+
+/// Why an alarm cannot be acknowledged here.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AcknowledgeError {
+    /// No alarm starts with what was typed.
+    #[error("no open alarm starts with `{0}`; run `amana alarms` to list them")]
+    Unknown(String),
+    /// Several alarms start with what was typed.
+    #[error("several open alarms start with `{0}`; type more characters of the id")]
+    Ambiguous(String),
+    /// This device's role may not acknowledge.
+    #[error(
+        "only an admin device acknowledges alarms (a device that reads the team's case data receives the acknowledgement at its next sync); show this device's alarms to the office"
+    )]
+    NotAdmin,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Acknowledges the open alarms whose ids start with the `prefixes`, on
+/// this device. On an admin device the acknowledgements of other devices'
+/// alarms are queued for its next envelope; on a device that cannot read
+/// an admin's envelopes (`intake`, `auditor`) its own alarms are
+/// acknowledged here. Returns the alarms acknowledged.
+pub fn acknowledge(
+    store: &mut DeviceStore,
+    prefixes: &[String],
+    now: u64,
+) -> Result<Vec<AlarmId>, AcknowledgeError> {
+    let me = store.keys().device_id();
+    let role = store
+        .roster()?
+        .and_then(|r| r.device(&me).map(|d| d.entry.role))
+        .or(store.membership()?.map(|m| m.role));
+    let open = store.open_alarms()?;
+    let mut chosen: Vec<(DeviceId, AlarmId)> = Vec::new();
+    for prefix in prefixes {
+        let wanted = prefix.trim().to_lowercase();
+        let matches: Vec<_> = open
+            .iter()
+            .filter(|a| !wanted.is_empty() && a.id.to_hex().starts_with(&wanted))
+            .collect();
+        match matches.as_slice() {
+            [one] => chosen.push((one.raised_by, one.id)),
+            [] => return Err(AcknowledgeError::Unknown(wanted)),
+            _ => return Err(AcknowledgeError::Ambiguous(wanted)),
+        }
+    }
+    let local_only = matches!(role, Some(Role::Intake | Role::Auditor) | None);
+    if role != Some(Role::Admin) && !(local_only && chosen.iter().all(|(by, _)| *by == me)) {
+        return Err(AcknowledgeError::NotAdmin);
+    }
+    store.acknowledge_alarms(&chosen, me, now)?;
+    if role == Some(Role::Admin) {
+        let mut pending = pending_acks(store)?;
+        for (by, id) in &chosen {
+            if *by != me && !pending.contains(&(*by, *id)) {
+                pending.push((*by, *id));
+            }
+        }
+        set_pending_acks(store, &pending)?;
+    }
+    Ok(chosen.into_iter().map(|(_, id)| id).collect())
+}
+
+/// Acknowledgements this admin device has made and not yet sent.
+pub(crate) fn pending_acks(store: &DeviceStore) -> Result<Vec<(DeviceId, AlarmId)>, StoreError> {
+    let Some(bytes) = store.meta(PENDING_ACKS)? else {
+        return Ok(Vec::new());
+    };
+    if bytes.len() % 32 != 0 {
+        return Err(StoreError::Corrupt(
+            "pending acknowledgements unreadable".into(),
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(32)
+        .map(|c| {
+            let mut device = [0u8; 16];
+            device.copy_from_slice(&c[..16]);
+            let mut id = [0u8; 16];
+            id.copy_from_slice(&c[16..]);
+            (DeviceId::from_bytes(device), AlarmId(id))
+        })
+        .collect())
+}
+
+pub(crate) fn set_pending_acks(
+    store: &mut DeviceStore,
+    acks: &[(DeviceId, AlarmId)],
+) -> Result<(), StoreError> {
+    let mut bytes = Vec::with_capacity(acks.len() * 32);
+    for (device, id) in acks {
+        bytes.extend_from_slice(device.as_bytes());
+        bytes.extend_from_slice(&id.0);
+    }
+    store.put_meta(PENDING_ACKS, &bytes)
+}

@@ -1,0 +1,326 @@
+//! Pulling: every page after the cursor, each verified before anything of
+//! it is applied, and committed in one transaction with its heads, cursor,
+//! quarantine, alarms and bookkeeping.
+//!
+//! **Recovery after tampering.** A page that omits or alters an envelope
+//! of a device breaks that device's chain here: the envelope is
+//! quarantined, and so is every later one of that device, until the chain
+//! can continue. The cursor still moves on (other devices' envelopes in the
+//! page are fine), so the pull remembers where to *rewind* to: the cursor
+//! of the last envelope applied from the device whose chain broke. The next
+//! pull starts again from there; envelopes already applied come back and
+//! are passed over (the same id at a seq already applied), and the missing
+//! ones fill the chain if the relay now serves them. A relay that keeps
+//! tampering breaks the chain again and raises the alarm again; one that
+//! stopped heals the device by itself. Alarms and quarantine entries stay
+//! as the record until an admin acknowledges them.
+
+use std::collections::BTreeMap;
+
+use super::client::RelayClient;
+use super::engine::{Progress, SyncReport, interrupted};
+use super::verify::{Refusal, check_envelope, check_heads, check_page_order, check_withheld};
+use super::witness::{self, Witnesses};
+use super::{Env, Rejection, SyncError, alarms};
+use crate::framing::PageHead;
+use crate::ids::DeviceId;
+use crate::roster::Roster;
+use crate::store::{DeviceStore, PeerHead, PulledPage, StoreError};
+use crate::transport::Transport;
+
+/// Envelopes per pulled page.
+const PAGE_LIMIT: usize = 200;
+/// Envelope bytes per pulled page (the relay sends at least one envelope);
+/// halved for the rest of the sync each time a page is cut off.
+const PAGE_TARGET_BYTES: usize = 64 * 1024;
+/// Meta entry: where the next pull starts again (absent: at the cursor).
+const REWIND: &str = "rewind_cursor";
+/// Meta entry: per device, the cursor of the last envelope applied from it.
+const APPLIED_AT: &str = "applied_cursors";
+
+/// Pulls every page after the cursor (or from the rewind point), verifying
+/// before applying.
+pub(super) fn pull<T: Transport>(
+    store: &mut DeviceStore,
+    client: &mut RelayClient<T>,
+    env: &mut Env,
+    roster: &Roster,
+    progress: &mut dyn FnMut(Progress),
+    report: &mut SyncReport,
+) -> Result<(), SyncError> {
+    let me = store.keys().device_id();
+    let keyring = store.epoch_keys()?;
+    let retired_below = roster.retired_below();
+    let mut shredded = store.shredded_cases()?;
+    let high = store.cursor()?;
+    let rewind_from = read_u64(store, REWIND)?;
+    let mut cursor = rewind_from.map_or(high, |r| r.min(high));
+    let mut stored_cursor = high;
+    let mut applied_at = read_applied_at(store)?;
+    // Every head applied so far: a device the relay stops listing is a
+    // rollback too.
+    let mut heads: BTreeMap<DeviceId, PeerHead> = store
+        .peer_heads()?
+        .into_iter()
+        .map(|h| (h.device, h))
+        .collect();
+    let mut rewind: Option<u64> = None;
+    let mut complete = false;
+    let mut shred_applied = false;
+    let mut witnesses = Witnesses::load(store)?;
+    let mut first_alarm: Option<SyncError> = None;
+    let (mut page_bytes, mut retries) = (PAGE_TARGET_BYTES, 0);
+    let result = loop {
+        progress(Progress::Pulling {
+            done: report.pulled,
+        });
+        let held: Vec<PageHead> = heads.values().copied().map(PageHead::from).collect();
+        let page =
+            match client.page_within(env, store.keys(), cursor, PAGE_LIMIT, page_bytes, &held) {
+                Err(e) if interrupted(&e) && retries < RETRIES => {
+                    retries += 1;
+                    page_bytes = (page_bytes / 2).max(1);
+                    continue;
+                }
+                other => other?,
+            };
+        retries = 0;
+        check_page_order(&page, cursor)?;
+        check_heads(&page, &heads)?;
+        let mut pulled = PulledPage {
+            at: env.now(),
+            ..PulledPage::default()
+        };
+        let mut position = cursor;
+        let mut changed: BTreeMap<DeviceId, PeerHead> = BTreeMap::new();
+        let mut stopped = None;
+        for entry in &page.entries {
+            // Inside a rewound range, what this device applied already
+            // comes back: passed over, without a check to spend.
+            if entry.cursor <= high && already_applied(store, &entry.bytes, &heads)? {
+                position = entry.cursor;
+                continue;
+            }
+            match check_envelope(&entry.bytes, roster, &keyring, &heads) {
+                Ok(opened) => {
+                    let head = PeerHead {
+                        device: opened.header.device,
+                        seq: opened.header.seq,
+                        id: opened.id,
+                    };
+                    heads.insert(head.device, head);
+                    changed.insert(head.device, head);
+                    applied_at.insert(head.device, entry.cursor);
+                    pulled.chained.push(head);
+                    report.pulled += 1;
+                    if head.device != me {
+                        let forks = witnesses.check(
+                            store,
+                            head.device,
+                            &opened.witnesses,
+                            &heads,
+                            &pulled.chained,
+                        )?;
+                        if let Some(first) = forks.first() {
+                            pulled
+                                .quarantined
+                                .push((entry.bytes.clone(), format!("fork_witnessed: {first}")));
+                        }
+                        for fork in forks {
+                            pulled.alarms.extend(alarms::of_error(&fork));
+                            first_alarm.get_or_insert(fork);
+                        }
+                    }
+                    if let Some(mut part) = opened.snapshot {
+                        for t in &part.tombstones {
+                            if shredded.insert(t.case) {
+                                report.cases_shredded += 1;
+                            }
+                        }
+                        pulled.tombstones.extend(part.tombstones.iter().copied());
+                        let docs = std::mem::take(&mut part.cases);
+                        if head.device != me {
+                            pulled
+                                .docs
+                                .extend(docs.into_iter().filter(|c| !shredded.contains(&c.case)));
+                        }
+                        pulled.labels.extend(part.labels.iter().cloned());
+                        pulled.snapshot_parts.push(part);
+                    } else if head.device != me {
+                        for change in opened.changes {
+                            if shredded.contains(&change.case) {
+                                report.discarded_shredded += 1;
+                                if opened.header.epoch >= retired_below
+                                    && !report.late_writers_to_shredded.contains(&head.device)
+                                {
+                                    report.late_writers_to_shredded.push(head.device);
+                                }
+                            } else {
+                                report.applied_changes += 1;
+                                pulled.changes.push(change);
+                            }
+                        }
+                    }
+                }
+                Err(Refusal::Retired(head)) => {
+                    heads.insert(head.device, head);
+                    changed.insert(head.device, head);
+                    applied_at.insert(head.device, entry.cursor);
+                    pulled.chained.push(head);
+                    report.skipped_retired += 1;
+                }
+                Err(Refusal::MissingKey(epoch)) => {
+                    stopped = Some(epoch);
+                    break;
+                }
+                Err(Refusal::Quarantine(rejection)) => {
+                    if let Some(device) = chain_broken_by_relay(&rejection, roster) {
+                        let from = applied_at.get(&device).copied().unwrap_or(0);
+                        rewind = Some(rewind.map_or(from, |r| r.min(from)));
+                    }
+                    pulled
+                        .quarantined
+                        .push((entry.bytes.clone(), rejection.record()));
+                    pulled.alarms.push(alarms::of_rejection(&rejection));
+                    report.quarantined.push(rejection);
+                }
+            }
+            position = entry.cursor;
+        }
+        if stopped.is_none() {
+            position = page.next_cursor.max(position);
+        }
+        stored_cursor = stored_cursor.max(position);
+        pulled.cursor = stored_cursor;
+        pulled.heads = changed.into_values().collect();
+        pulled.meta = vec![
+            (witness::CLAIMS, witnesses.encode()),
+            (APPLIED_AT, encode_applied_at(&applied_at)),
+        ];
+        shred_applied |= !pulled.tombstones.is_empty();
+        store.commit_pull(&pulled)?;
+        cursor = position;
+        if let Some(epoch) = stopped {
+            break Err(SyncError::MissingEpochKey(epoch));
+        }
+        if !page.more {
+            if let Err(e) = check_withheld(&page, &heads) {
+                // What was withheld may sit behind the cursor: fetch again
+                // from the last envelope applied from that device.
+                if let SyncError::Withheld { device, .. } = &e {
+                    let from = applied_at.get(device).copied().unwrap_or(0);
+                    rewind = Some(rewind.map_or(from, |r| r.min(from)));
+                }
+                break Err(e);
+            }
+            complete = true;
+            let settled = witnesses.settle(store, &heads)?;
+            for alarm in &settled {
+                if let Some(new) = alarms::of_error(alarm) {
+                    store.raise_alarm(&new, env.now())?;
+                }
+            }
+            store.put_meta(witness::CLAIMS, &witnesses.encode())?;
+            break match first_alarm.take().or(settled.into_iter().next()) {
+                Some(alarm) => Err(alarm),
+                None => Ok(()),
+            };
+        }
+    };
+    // A pull that reached its end with every chain whole needs no rewind;
+    // otherwise the next one starts again where a chain broke.
+    match rewind {
+        Some(from) => store.put_meta(REWIND, &from.to_be_bytes())?,
+        None if complete => store.remove_meta(REWIND)?,
+        None => {}
+    }
+    if shred_applied {
+        // No page image of a shredded case may stay in the WAL.
+        store.checkpoint()?;
+    }
+    result
+}
+
+/// Requests cut off in a row that a pull retries.
+const RETRIES: usize = super::engine::RETRIES;
+
+/// Whether `bytes` is an envelope this device applied already (the same id
+/// at a seq it applied), seen again in a rewound range.
+fn already_applied(
+    store: &DeviceStore,
+    bytes: &[u8],
+    heads: &BTreeMap<DeviceId, PeerHead>,
+) -> Result<bool, StoreError> {
+    let Some(header) = bytes
+        .first_chunk()
+        .and_then(|h| crate::envelope::EnvelopeHeader::decode(h).ok())
+    else {
+        return Ok(false);
+    };
+    let Some(head) = heads.get(&header.device) else {
+        return Ok(false);
+    };
+    if header.seq > head.seq {
+        return Ok(false);
+    }
+    let Some(id) = crate::envelope::id_of(bytes) else {
+        return Ok(false);
+    };
+    Ok(store.applied_id(&header.device, header.seq)? == Some(id))
+}
+
+/// The roster device whose chain a refusal broke in a way the relay can
+/// cause (an envelope left out, altered or cut to a stub): worth fetching
+/// again. A refusal of the author's own doing (a valid signature on bad
+/// content, a role or revocation rule) is not: fetching again brings the
+/// same bytes.
+fn chain_broken_by_relay(rejection: &Rejection, roster: &Roster) -> Option<DeviceId> {
+    let device = match rejection {
+        Rejection::Gap { device, .. }
+        | Rejection::BrokenChain { device, .. }
+        | Rejection::Signature { device, .. }
+        | Rejection::BodyDropped { device, .. } => *device,
+        _ => return None,
+    };
+    roster.device(&device).map(|_| device)
+}
+
+fn read_u64(store: &DeviceStore, name: &'static str) -> Result<Option<u64>, StoreError> {
+    store
+        .meta(name)?
+        .map(|b| {
+            b.as_slice()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt(format!("{name} unreadable")))
+        })
+        .transpose()
+}
+
+fn read_applied_at(store: &DeviceStore) -> Result<BTreeMap<DeviceId, u64>, StoreError> {
+    let Some(bytes) = store.meta(APPLIED_AT)? else {
+        return Ok(BTreeMap::new());
+    };
+    let bad = || StoreError::Corrupt("applied cursors unreadable".into());
+    if bytes.len() % 24 != 0 {
+        return Err(bad());
+    }
+    bytes
+        .chunks_exact(24)
+        .map(|c| {
+            Ok((
+                DeviceId::from_slice(&c[..16]).map_err(|_| bad())?,
+                u64::from_be_bytes(c[16..].try_into().map_err(|_| bad())?),
+            ))
+        })
+        .collect()
+}
+
+fn encode_applied_at(map: &BTreeMap<DeviceId, u64>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(map.len() * 24);
+    for (device, cursor) in map {
+        out.extend_from_slice(device.as_bytes());
+        out.extend_from_slice(&cursor.to_be_bytes());
+    }
+    out
+}

@@ -1,0 +1,235 @@
+//! The checks of a pulled page and of each envelope in it: pure
+//! decisions over plain values (no I/O), which the pull applies and tests
+//! call directly.
+//!
+//! Page: cursors rise strictly after ours; the relay's reported heads are
+//! not behind, or different from, what this device applied (rollback,
+//! fork); on the last page every reported head was received (withheld).
+//! Envelope, in order: structure and team; the author on the roster,
+//! allowed to write in that epoch and within its revocation bound; the
+//! signature; chain continuity (seq = head + 1 and prev = head id, so a gap
+//! means withheld data and an old seq a replay); a stub only for a retired
+//! epoch; a snapshot only from an admin; decryption and the header copy
+//! inside; decodable content.
+
+use std::collections::BTreeMap;
+
+use super::{Rejection, SyncError};
+use crate::case::CaseDoc;
+use crate::envelope::seal;
+use crate::envelope::{EnvelopeLimits, Kind, Stored};
+use crate::error::EnvelopeError;
+use crate::framing::Page;
+use crate::ids::{DeviceId, Digest};
+use crate::keys::EpochKeyring;
+use crate::roster::{Role, Roster};
+use crate::store::PeerHead;
+
+/// Cursors must rise strictly, starting after ours.
+pub(super) fn check_page_order(page: &Page, after: u64) -> Result<(), SyncError> {
+    let mut last = after;
+    for entry in &page.entries {
+        if entry.cursor <= last {
+            return Err(SyncError::RelayMalformed(format!(
+                "envelope cursors out of order ({} after {last})",
+                entry.cursor
+            )));
+        }
+        last = entry.cursor;
+    }
+    if page.next_cursor < last {
+        return Err(SyncError::RelayMalformed(
+            "next cursor behind the page".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The relay's heads must not be behind, or different from, what we applied.
+pub(super) fn check_heads(
+    page: &Page,
+    ours: &BTreeMap<DeviceId, PeerHead>,
+) -> Result<(), SyncError> {
+    for relay in &page.heads {
+        if let Some(held) = ours.get(&relay.device) {
+            if relay.seq < held.seq {
+                return Err(SyncError::Rollback {
+                    device: relay.device,
+                    ours: held.seq,
+                    relay: relay.seq,
+                });
+            }
+            if relay.seq == held.seq && relay.id != held.id {
+                return Err(SyncError::Fork {
+                    device: relay.device,
+                    seq: relay.seq,
+                });
+            }
+        }
+    }
+    // Every device we applied envelopes from must still be listed.
+    for held in ours.values() {
+        if !page.heads.iter().any(|h| h.device == held.device) {
+            return Err(SyncError::Rollback {
+                device: held.device,
+                ours: held.seq,
+                relay: 0,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// On the last page, every head the relay reports must have been received.
+pub(super) fn check_withheld(
+    page: &Page,
+    ours: &BTreeMap<DeviceId, PeerHead>,
+) -> Result<(), SyncError> {
+    for relay in &page.heads {
+        let received = ours.get(&relay.device).map_or(0, |h| h.seq);
+        if received < relay.seq {
+            return Err(SyncError::Withheld {
+                device: relay.device,
+                received,
+                relay: relay.seq,
+            });
+        }
+        if let Some(held) = ours.get(&relay.device)
+            && held.seq == relay.seq
+            && held.id != relay.id
+        {
+            return Err(SyncError::Fork {
+                device: relay.device,
+                seq: relay.seq,
+            });
+        }
+    }
+    Ok(())
+}
+
+pub(super) enum Refusal {
+    /// An envelope of a retired epoch whose key this device does not hold:
+    /// verified and chained, its content passed over.
+    Retired(PeerHead),
+    MissingKey(u32),
+    Quarantine(Rejection),
+}
+
+impl From<Rejection> for Refusal {
+    fn from(rejection: Rejection) -> Self {
+        Refusal::Quarantine(rejection)
+    }
+}
+
+/// Every client-side check of one envelope, in order.
+pub(super) fn check_envelope(
+    bytes: &[u8],
+    roster: &Roster,
+    keyring: &EpochKeyring,
+    heads: &BTreeMap<DeviceId, PeerHead>,
+) -> Result<seal::OpenedEnvelope, Refusal> {
+    let stored =
+        Stored::parse(bytes.to_vec(), &EnvelopeLimits::default()).map_err(Rejection::Malformed)?;
+    let header = stored.header().clone();
+    let (device, seq) = (header.device, header.seq);
+    if header.team != roster.team() {
+        return Err(Rejection::WrongTeam {
+            device,
+            seq,
+            found: header.team,
+        }
+        .into());
+    }
+    let record = roster.check_author(&header).map_err(Rejection::Author)?;
+    let key = record.entry.signing_key;
+    let signed = match &stored {
+        Stored::Whole(envelope) => envelope.verify_signature(&key),
+        Stored::Stub(stub) => stub.verify_signature(&key),
+    };
+    signed.map_err(|error| Rejection::Signature { device, seq, error })?;
+    let (expected, expected_prev) = heads
+        .get(&device)
+        .map_or((1, Digest::ZERO), |h| (h.seq + 1, h.id));
+    if seq < expected {
+        return Err(Rejection::Replay {
+            device,
+            seq,
+            expected,
+        }
+        .into());
+    }
+    if seq > expected {
+        return Err(Rejection::Gap {
+            device,
+            seq,
+            expected,
+        }
+        .into());
+    }
+    if header.prev != expected_prev {
+        return Err(Rejection::BrokenChain { device, seq }.into());
+    }
+    let envelope = match stored {
+        Stored::Whole(envelope) => envelope,
+        // The relay may drop the body of a retired epoch's envelope, and
+        // of nothing else.
+        Stored::Stub(stub) if header.epoch < roster.retired_below() => {
+            return Err(Refusal::Retired(PeerHead {
+                device,
+                seq,
+                id: stub.id(),
+            }));
+        }
+        Stored::Stub(_) => {
+            return Err(Rejection::BodyDropped {
+                device,
+                seq,
+                epoch: header.epoch,
+            }
+            .into());
+        }
+    };
+    if header.kind == Kind::Snapshot && record.entry.role != Role::Admin {
+        return Err(Rejection::SnapshotNotAdmin { device, seq }.into());
+    }
+    let opened = match seal::open(&envelope, roster.team(), &key, keyring) {
+        Ok(opened) => opened,
+        Err(EnvelopeError::UnknownEpoch(epoch)) if epoch < roster.retired_below() => {
+            return Err(Refusal::Retired(PeerHead {
+                device,
+                seq,
+                id: envelope.id(),
+            }));
+        }
+        Err(EnvelopeError::UnknownEpoch(epoch)) => return Err(Refusal::MissingKey(epoch)),
+        Err(error) => return Err(Rejection::Unreadable { device, seq, error }.into()),
+    };
+    let invalid = |what: String| Refusal::from(Rejection::InvalidContent { device, seq, what });
+    if let Some(bad) = opened
+        .changes
+        .iter()
+        .position(|c| !CaseDoc::is_valid_change(&c.change))
+    {
+        return Err(invalid(format!(
+            "change {bad} is not a valid Automerge change"
+        )));
+    }
+    if let Some(part) = &opened.snapshot {
+        if part.floor != header.epoch {
+            return Err(invalid(format!(
+                "a snapshot for epoch {} sealed under epoch {}",
+                part.floor, header.epoch
+            )));
+        }
+        if let Some(bad) = part
+            .cases
+            .iter()
+            .position(|c| !CaseDoc::is_valid_saved(&c.doc))
+        {
+            return Err(invalid(format!(
+                "case {bad} of the snapshot is not a valid document"
+            )));
+        }
+    }
+    Ok(opened)
+}
