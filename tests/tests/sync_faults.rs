@@ -119,6 +119,7 @@ fn a_revoked_device_is_told_and_refused() {
             RosterChange::RevokeDevice {
                 device: a.keys().device_id(),
                 last_seq: 0,
+                last_id: amana_core::Digest::ZERO,
             },
             office.keys(),
         )

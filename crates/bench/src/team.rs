@@ -259,6 +259,7 @@ pub struct LogWriter<'a> {
     recipient: age::x25519::Recipient,
     seq: u64,
     prev: Digest,
+    context: seal::SealContext,
 }
 
 impl<'a> LogWriter<'a> {
@@ -275,6 +276,7 @@ impl<'a> LogWriter<'a> {
             recipient: epoch.recipient.clone(),
             seq,
             prev,
+            context: seal::SealContext::under(&roster, 0),
         })
     }
 
@@ -304,7 +306,8 @@ impl<'a> LogWriter<'a> {
             epoch: self.epoch,
             body_len: 0,
         };
-        let envelope = seal::seal(header, &changes, &[], &self.recipient, self.keys)?;
+        let contents = seal::Contents::changes(self.context, &changes);
+        let envelope = seal::seal(header, &contents, &self.recipient, self.keys)?;
         self.prev = envelope.id();
         Ok((envelope.as_bytes().to_vec(), made))
     }

@@ -11,7 +11,7 @@ use std::io::Read;
 use std::path::Path;
 
 use age::x25519;
-use amana_core::envelope::seal::{CaseChange, Witness, seal};
+use amana_core::envelope::seal::{CaseChange, Contents, Notice, SealContext, Witness, seal};
 use amana_core::envelope::{EnvelopeHeader, Kind, SealedEnvelope};
 use amana_core::keys::delivery::KeyEnvelope;
 use amana_core::keys::keystore::{self, Passphrase, WorkFactor};
@@ -103,10 +103,11 @@ fn main() {
         case: CaseId::from_bytes([0x11; 16]),
         change: vec![0u8; 3000],
     }];
+    let context = SealContext::under(&roster, 1_780_000_000);
+    let contents1 = Contents::changes(context, &changes1);
     let env1 = seal(
         header(1, Digest::ZERO),
-        &changes1,
-        &[],
+        &contents1,
         &epoch.recipient(),
         &device,
     )
@@ -116,30 +117,39 @@ fn main() {
         seq: 7,
         id: Digest::from_bytes([0x33; 32]),
     }];
+    let notices2 = [
+        Notice::Alarm {
+            id: [0x44; 16],
+            code: "witnessed_ahead".into(),
+            device: Some(DeviceId::from_bytes([0x22; 16])),
+            seq: Some(9),
+            first_seen: 1_780_000_100,
+        },
+        Notice::Ack {
+            raised_by: DeviceId::from_bytes([0x55; 16]),
+            id: [0x66; 16],
+        },
+    ];
+    let contents2 = Contents {
+        context: SealContext {
+            sealed_at: 1_780_000_200,
+            ..context
+        },
+        changes: &changes2,
+        witnesses: &witnesses2,
+        notices: &notices2,
+    };
     let env2 = seal(
         header(2, env1.id()),
-        &changes2,
-        &witnesses2,
+        &contents2,
         &epoch.recipient(),
         &device,
     )
     .unwrap();
     write("valid_seq1.env", env1.as_bytes());
     write("valid_seq2.env", env2.as_bytes());
-    let expected = |changes: &[CaseChange], witnesses: &[Witness]| {
-        let changes = changes
-            .iter()
-            .map(|c| format!("{} {}\n", c.case, hex::encode(&c.change)));
-        let witnesses = witnesses
-            .iter()
-            .map(|w| format!("witness {} {} {}\n", w.device, w.seq, w.id));
-        changes.chain(witnesses).collect::<String>()
-    };
-    write("valid_seq1.expect", expected(&changes1, &[]).as_bytes());
-    write(
-        "valid_seq2.expect",
-        expected(&changes2, &witnesses2).as_bytes(),
-    );
+    write("valid_seq1.expect", describe(&contents1).as_bytes());
+    write("valid_seq2.expect", describe(&contents2).as_bytes());
 
     // Failures: each must be rejected with the error named in fail.manifest.
     let sign = |h: EnvelopeHeader, body: &[u8]| {
@@ -147,6 +157,12 @@ fn main() {
     };
     let raw = |plaintext: &[u8]| age::encrypt(&epoch.recipient(), plaintext).unwrap();
     let inner = |h: &EnvelopeHeader| h.encode()[..78].to_vec();
+    let context_bytes = {
+        let mut out = (roster.ops().len() as u64).to_be_bytes().to_vec();
+        out.extend_from_slice(roster.head().as_bytes());
+        out.extend_from_slice(&1_780_000_000u64.to_be_bytes());
+        out
+    };
     let mut manifest = String::new();
     let mut fail = |name: &str, error: &str, bytes: Vec<u8>| {
         write(&format!("fail_{name}.env"), &bytes);
@@ -238,11 +254,13 @@ fn main() {
         ),
     );
 
+    // Version 1 (before the seal context) is no longer read.
     let mut version = env1.as_bytes().to_vec();
-    version[0] = 2;
+    version[0] = 1;
     fail("unsupported_version", "UnsupportedVersion", version);
 
     let mut payload = inner(&header(1, Digest::ZERO));
+    payload.extend_from_slice(&context_bytes);
     payload.extend_from_slice(&9u32.to_be_bytes());
     fail(
         "payload_malformed",
@@ -252,6 +270,49 @@ fn main() {
 
     write("fail.manifest", manifest.as_bytes());
     println!("wrote golden vectors to {}", out.display());
+}
+
+/// The contents of a valid vector as `tests/golden.rs` prints them.
+fn describe(contents: &Contents<'_>) -> String {
+    let c = contents.context;
+    let mut out = format!(
+        "context {} {} {}\n",
+        c.roster_len, c.roster_head, c.sealed_at
+    );
+    for change in contents.changes {
+        out.push_str(&format!(
+            "{} {}\n",
+            change.case,
+            hex::encode(&change.change)
+        ));
+    }
+    for w in contents.witnesses {
+        out.push_str(&format!("witness {} {} {}\n", w.device, w.seq, w.id));
+    }
+    for n in contents.notices {
+        out.push_str(&notice_line(n));
+    }
+    out
+}
+
+fn notice_line(n: &Notice) -> String {
+    match n {
+        Notice::Alarm {
+            id,
+            code,
+            device,
+            seq,
+            first_seen,
+        } => format!(
+            "notice alarm {} {code} {} {} {first_seen}\n",
+            hex::encode(id),
+            device.map_or("-".into(), |d| d.to_string()),
+            seq.map_or("-".into(), |s| s.to_string()),
+        ),
+        Notice::Ack { raised_by, id } => {
+            format!("notice ack {raised_by} {}\n", hex::encode(id))
+        }
+    }
 }
 
 fn deflate(data: &[u8]) -> Vec<u8> {

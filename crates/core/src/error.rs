@@ -350,6 +350,17 @@ pub enum AuthorError {
         /// Last seq accepted before revocation.
         last_seq: u64,
     },
+    /// A revoked device's envelope under an epoch that began after its
+    /// revocation (its seq within the bound, but its key in a thief's hands).
+    #[error(
+        "device {device} was revoked before epoch {epoch} began; nothing it sealed under that epoch is its own"
+    )]
+    EpochAfterRevocation {
+        /// The device.
+        device: DeviceId,
+        /// The envelope's epoch.
+        epoch: u32,
+    },
     /// The epoch is not (yet) on the roster.
     #[error("epoch {epoch} is not on the roster (current epoch is {current})")]
     UnknownEpoch {

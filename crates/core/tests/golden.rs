@@ -6,7 +6,7 @@
 use std::fs;
 use std::path::PathBuf;
 
-use amana_core::envelope::seal::open;
+use amana_core::envelope::seal::{Notice, open};
 use amana_core::envelope::{EnvelopeLimits, SealedEnvelope};
 use amana_core::keys::delivery::KeyEnvelope;
 use amana_core::keys::keystore::{self, Passphrase};
@@ -92,6 +92,11 @@ fn valid_vectors_open_to_their_recorded_contents() {
             );
         }
         let opened = open_vector(&v, bytes).unwrap();
+        let c = opened.context;
+        let context = format!(
+            "context {} {} {}\n",
+            c.roster_len, c.roster_head, c.sealed_at
+        );
         let changes = opened
             .changes
             .iter()
@@ -100,7 +105,31 @@ fn valid_vectors_open_to_their_recorded_contents() {
             .witnesses
             .iter()
             .map(|w| format!("witness {} {} {}\n", w.device, w.seq, w.id));
-        let shown: String = changes.chain(witnesses).collect();
+        let notices = opened.notices.iter().map(|n| match n {
+            Notice::Alarm {
+                id,
+                code,
+                device,
+                seq,
+                first_seen,
+            } => format!(
+                "notice alarm {} {code} {} {} {first_seen}\n",
+                hex::encode(id),
+                device.map_or("-".into(), |d| d.to_string()),
+                seq.map_or("-".into(), |s| s.to_string()),
+            ),
+            Notice::Ack { raised_by, id } => {
+                format!("notice ack {raised_by} {}\n", hex::encode(id))
+            }
+        });
+        let shown: String = std::iter::once(context)
+            .chain(changes)
+            .chain(witnesses)
+            .chain(notices)
+            .collect();
+        // The context names the golden roster as the device held it.
+        assert_eq!(c.roster_len as usize, v.roster.ops().len(), "{name}");
+        assert_eq!(c.roster_head, v.roster.head(), "{name}");
         let expected = String::from_utf8(data(&format!("{name}.expect"))).unwrap();
         assert_eq!(shown, expected, "{name}");
         prev = Some(opened.id);

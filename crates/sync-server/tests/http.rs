@@ -208,7 +208,10 @@ impl Team {
             case: CaseId::from_bytes([5; 16]),
             change: text.as_bytes().to_vec(),
         };
-        seal(header, &[change], &[], &self.epoch.recipient(), by).unwrap()
+        let context = amana_core::envelope::seal::SealContext::under(&self.roster, 0);
+        let changes = [change];
+        let contents = amana_core::envelope::seal::Contents::changes(context, &changes);
+        seal(header, &contents, &self.epoch.recipient(), by).unwrap()
     }
 
     fn chain(&self, by: &DeviceKeys, n: u64, text: &str) -> Vec<SealedEnvelope> {
@@ -495,6 +498,7 @@ async fn request_authentication() {
             RosterChange::RevokeDevice {
                 device: t.field.device_id(),
                 last_seq: 0,
+                last_id: amana_core::Digest::ZERO,
             },
             &t.admin,
         )

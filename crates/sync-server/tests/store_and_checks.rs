@@ -63,7 +63,10 @@ impl Team {
             case: CaseId::from_bytes([1; 16]),
             change: text.as_bytes().to_vec(),
         };
-        seal(header, &[change], &[], &self.epoch.recipient(), by).unwrap()
+        let context = amana_core::envelope::seal::SealContext::under(&self.roster, 0);
+        let changes = [change];
+        let contents = amana_core::envelope::seal::Contents::changes(context, &changes);
+        seal(header, &contents, &self.epoch.recipient(), by).unwrap()
     }
 
     fn check(
@@ -429,6 +432,7 @@ fn revoked_device_is_refused_above_its_last_seq() {
             RosterChange::RevokeDevice {
                 device: t.field.device_id(),
                 last_seq: 1,
+                last_id: e1.id(),
             },
             &t.admin,
         )
@@ -461,29 +465,37 @@ fn revocation_bound_must_equal_the_stored_head_and_then_holds() {
     // The upload of seq 2 passes the roster check before the revocation
     // lands, as it would when the two requests race.
     let second = t.check(&t.field, e2.into_bytes()).unwrap();
-    let revoke = |last_seq| {
+    let revoke = |last_seq, last_id| {
         let mut roster = t.roster.clone();
         roster
             .append(
                 RosterChange::RevokeDevice {
                     device: t.field.device_id(),
                     last_seq,
+                    last_id,
                 },
                 &t.admin,
             )
             .unwrap()
             .clone()
     };
-    let bound = |last_seq| {
+    let bound = |last_seq, last_id| {
         RosterEffect::Revokes(RevocationBound {
             device: t.field.device_id(),
             last_seq,
+            last_id,
         })
     };
+    let e1_id = first.envelope().id();
     // The admin had not seen seq 1: refused, nothing stored.
-    let stale = revoke(0);
+    let stale = revoke(0, Digest::ZERO);
     assert!(matches!(
-        store.append_roster_op(team_id, stale.index, stale.as_bytes(), bound(0)),
+        store.append_roster_op(
+            team_id,
+            stale.index,
+            stale.as_bytes(),
+            bound(0, Digest::ZERO)
+        ),
         Err(StoreError::RevocationBound {
             head: 1,
             bound: 0,
@@ -491,11 +503,18 @@ fn revocation_bound_must_equal_the_stored_head_and_then_holds() {
         })
     ));
     assert_eq!(store.roster(team_id).unwrap().len(), 2);
+    // The right seq but another envelope's id: refused too.
+    let other = Digest::of(b"another history");
+    let forked = revoke(1, other);
+    assert!(matches!(
+        store.append_roster_op(team_id, forked.index, forked.as_bytes(), bound(1, other)),
+        Err(StoreError::RevocationBound { .. })
+    ));
     // With the stored head as bound it lands, and seq 2 is refused from
     // then on although it passed the roster check.
-    let op = revoke(1);
+    let op = revoke(1, e1_id);
     store
-        .append_roster_op(team_id, op.index, op.as_bytes(), bound(1))
+        .append_roster_op(team_id, op.index, op.as_bytes(), bound(1, e1_id))
         .unwrap();
     assert_eq!(store.roster(team_id).unwrap().len(), 3);
     assert!(matches!(

@@ -143,6 +143,8 @@ pub struct Forgery {
     pub seq: u64,
     pub prev: Digest,
     pub epoch: u32,
+    /// The seal context to state (default: the reader's roster).
+    pub context: Option<seal::SealContext>,
 }
 
 impl Forgery {
@@ -156,6 +158,7 @@ impl Forgery {
             seq: head.0 + 1,
             prev: head.1,
             epoch: roster.current_epoch().epoch,
+            context: None,
         }
     }
 
@@ -179,7 +182,15 @@ impl Forgery {
             epoch: self.epoch,
             body_len: 0,
         };
-        seal::seal(header, changes, witnesses, &recipient, signer)
+        let contents = seal::Contents {
+            context: self
+                .context
+                .unwrap_or_else(|| seal::SealContext::under(&roster, super::T0)),
+            changes,
+            witnesses,
+            notices: &[],
+        };
+        seal::seal(header, &contents, &recipient, signer)
             .unwrap()
             .into_bytes()
     }
@@ -260,4 +271,88 @@ impl Transport for SwapJoinKeys<'_> {
         }
         self.relay.send(&request)
     }
+}
+
+/// A relay colluding with whoever holds a revoked device's key: it
+/// reports that device's head as `claimed`, and stores any roster
+/// operation it is given, whatever its bound (an honest relay refuses a
+/// revocation whose bound is not the stored head).
+pub struct Colluding<'a> {
+    pub relay: &'a mut MemoryRelay,
+    pub team: TeamId,
+    pub device: DeviceId,
+    pub claimed: u64,
+}
+
+impl Transport for Colluding<'_> {
+    fn send(&mut self, request: &Request) -> Result<Response, TransportError> {
+        let mut response = self.relay.send(request)?;
+        if is_page(request) && response.status == 200 {
+            let mut page = Page::parse(&response.body, 1000, 1000).unwrap();
+            if page.heads_as_held {
+                page.heads = relay_heads_of(self.relay, self.team);
+                page.heads_as_held = false;
+            }
+            for head in &mut page.heads {
+                if head.device == self.device {
+                    head.seq = self.claimed;
+                }
+            }
+            response.body = Page::encode(
+                page.next_cursor,
+                page.more,
+                &page.heads,
+                page.entries.iter().map(|e| (e.cursor, e.bytes.as_slice())),
+            );
+        }
+        let path = request.path.split('?').next().unwrap_or_default();
+        if path.ends_with("/roster") && !request.body.is_empty() && response.status == 409 {
+            let store = self.relay.store();
+            let index = store.roster(self.team).unwrap().len() as u64;
+            store
+                .append_roster_op(
+                    self.team,
+                    index,
+                    &request.body,
+                    amana_sync_server::store::RosterEffect::None,
+                )
+                .unwrap();
+            response.status = 201;
+            response.body = serde_json::to_vec(&serde_json::json!({ "index": index })).unwrap();
+        }
+        Ok(response)
+    }
+}
+
+fn relay_heads_of(relay: &MemoryRelay, team: TeamId) -> Vec<amana_core::framing::PageHead> {
+    relay
+        .store()
+        .heads(team)
+        .unwrap()
+        .into_iter()
+        .map(|h| amana_core::framing::PageHead {
+            device: h.device,
+            seq: h.seq,
+            id: h.id,
+        })
+        .collect()
+}
+
+/// Stores `bytes` in the relay's log as the colluding relay would (no
+/// check that its author is still active), and returns its cursor.
+pub fn store_directly(w: &World, bytes: &[u8]) -> u64 {
+    let header = EnvelopeHeader::decode(bytes.first_chunk().unwrap()).unwrap();
+    let new = amana_sync_server::store::NewEnvelope {
+        device: header.device,
+        seq: header.seq,
+        prev: header.prev,
+        id: amana_core::envelope::id_of(bytes).unwrap(),
+        epoch: header.epoch,
+        bytes,
+    };
+    w.relay
+        .store()
+        .append_envelope(w.team, &new, w.now(), u64::MAX)
+        .unwrap()
+        .cursor()
 }

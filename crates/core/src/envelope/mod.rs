@@ -32,8 +32,9 @@ use crate::ids::{DeviceId, Digest, TeamId};
 use crate::keys::DeviceKeys;
 use crate::wire::Reader;
 
-/// The only envelope format version this build reads and writes.
-pub const VERSION: u8 = 1;
+/// The only envelope format version this build reads and writes (2: the
+/// plaintext carries the seal context and notices).
+pub const VERSION: u8 = 2;
 /// Length of the fixed header.
 pub const HEADER_LEN: usize = 82;
 /// Length of the Ed25519 signature.

@@ -1,11 +1,17 @@
 //! Sealing and opening envelopes (client side).
 //!
 //! ```text
-//! body = age(epoch recipient, pad(deflate(header copy ‖ payload)))
+//! body = age(epoch recipient, pad(deflate(header copy ‖ context ‖ payload)))
+//! context            = roster length u64 ‖ roster head 32 ‖ sealed at u64
 //! payload (changes)  = count u32 ‖ [case id 16 ‖ len u32 ‖ Automerge change bytes]*
 //!                      ‖ witnesses u16 ‖ [device 16 ‖ seq u64 ‖ envelope id 32]*
+//!                      ‖ notices u16 ‖ [notice]*
 //! payload (snapshot) = see [`super::snapshot`]
 //! ```
+//!
+//! The context is the author's statement, signed and encrypted with the
+//! content, of the roster it sealed under and when: readers check it
+//! against their own roster (`docs/protocol.md`, "Seal context").
 //!
 //! Opening runs every check in a fixed order (team, signature, epoch key,
 //! decryption, padding, decompression, header copy, payload) and stops at
@@ -25,7 +31,7 @@ use crate::error::{EnvelopeError, WireError};
 use crate::ids::{CaseId, DeviceId, Digest, TeamId};
 use crate::keys::{DeviceKeys, EpochKeyring};
 use crate::padding;
-use crate::wire::Reader;
+use crate::wire::{Reader, put_bytes16};
 
 /// Largest accepted decompressed plaintext.
 pub const MAX_PLAINTEXT: usize = 64 * 1024 * 1024;
@@ -56,6 +62,98 @@ pub struct Witness {
 
 /// Most witnesses one envelope carries (one per device of a team).
 pub const MAX_WITNESSES: usize = 4096;
+/// Most notices one envelope carries.
+pub const MAX_NOTICES: usize = 1024;
+/// Longest alarm code a notice carries.
+pub const MAX_ALARM_CODE: usize = 64;
+const CONTEXT_LEN: usize = 8 + 32 + 8;
+
+/// What the author states about the roster it sealed under, and when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SealContext {
+    /// How many operations its roster held.
+    pub roster_len: u64,
+    /// The hash of the last of them.
+    pub roster_head: Digest,
+    /// When it sealed (unix seconds, its clock as corrected by the relay's).
+    pub sealed_at: u64,
+}
+
+impl SealContext {
+    /// The context of sealing under `roster` at `sealed_at`.
+    pub fn under(roster: &crate::roster::Roster, sealed_at: u64) -> SealContext {
+        SealContext {
+            roster_len: roster.ops().len() as u64,
+            roster_head: roster.head(),
+            sealed_at,
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.roster_len.to_be_bytes());
+        out.extend_from_slice(self.roster_head.as_bytes());
+        out.extend_from_slice(&self.sealed_at.to_be_bytes());
+    }
+
+    fn decode(bytes: &[u8]) -> Result<SealContext, WireError> {
+        let mut r = Reader::new(bytes);
+        Ok(SealContext {
+            roster_len: r.u64()?,
+            roster_head: Digest::from_bytes(r.array()?),
+            sealed_at: r.u64()?,
+        })
+    }
+}
+
+/// A message to the team carried beside the changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// An integrity alarm the author raised, reported to the office.
+    Alarm {
+        /// The alarm's id (chosen by the author).
+        id: [u8; 16],
+        /// Its stable code.
+        code: String,
+        /// The device it concerns.
+        device: Option<DeviceId>,
+        /// The seq it concerns.
+        seq: Option<u64>,
+        /// When the author first saw it.
+        first_seen: u64,
+    },
+    /// An admin's acknowledgement of an alarm another device raised.
+    Ack {
+        /// The device that raised it.
+        raised_by: DeviceId,
+        /// The alarm's id.
+        id: [u8; 16],
+    },
+}
+
+/// Everything a changes envelope carries.
+#[derive(Clone, Copy, Debug)]
+pub struct Contents<'a> {
+    /// The roster sealed under, and when.
+    pub context: SealContext,
+    /// The changes.
+    pub changes: &'a [CaseChange],
+    /// Heads of other logs the author applied since it last wrote.
+    pub witnesses: &'a [Witness],
+    /// Alarms and acknowledgements.
+    pub notices: &'a [Notice],
+}
+
+impl<'a> Contents<'a> {
+    /// Changes alone, with no witness and no notice.
+    pub fn changes(context: SealContext, changes: &'a [CaseChange]) -> Self {
+        Contents {
+            context,
+            changes,
+            witnesses: &[],
+            notices: &[],
+        }
+    }
+}
 
 /// A verified, decrypted envelope.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,14 +168,17 @@ pub struct OpenedEnvelope {
     pub snapshot: Option<Snapshot>,
     /// The other devices' heads its author witnessed (none in a snapshot).
     pub witnesses: Vec<Witness>,
+    /// The roster its author sealed under, and when.
+    pub context: SealContext,
+    /// Its alarms and acknowledgements (none in a snapshot).
+    pub notices: Vec<Notice>,
 }
 
-/// Seals `changes` and `witnesses` into a signed envelope under `header`
-/// (its `body_len` is filled in), encrypted to the epoch recipient.
+/// Seals `contents` into a signed envelope under `header` (its `body_len`
+/// is filled in), encrypted to the epoch recipient.
 pub fn seal(
     header: EnvelopeHeader,
-    changes: &[CaseChange],
-    witnesses: &[Witness],
+    contents: &Contents<'_>,
     epoch_recipient: &x25519::Recipient,
     device: &DeviceKeys,
 ) -> Result<SealedEnvelope, EnvelopeError> {
@@ -85,9 +186,10 @@ pub fn seal(
         kind: Kind::Changes,
         ..header
     };
-    let mut plaintext = Zeroizing::new(Vec::with_capacity(INNER_LEN + 64));
+    let mut plaintext = Zeroizing::new(Vec::with_capacity(INNER_LEN + CONTEXT_LEN + 64));
     plaintext.extend_from_slice(&header.inner_copy());
-    encode_payload(&mut plaintext, changes, witnesses)?;
+    contents.context.encode(&mut plaintext);
+    encode_payload(&mut plaintext, contents)?;
     seal_plaintext(header, &plaintext, epoch_recipient, device)
 }
 
@@ -95,6 +197,7 @@ pub fn seal(
 /// are filled in).
 pub fn seal_snapshot(
     header: EnvelopeHeader,
+    context: &SealContext,
     snapshot: &Snapshot,
     epoch_recipient: &x25519::Recipient,
     device: &DeviceKeys,
@@ -103,8 +206,9 @@ pub fn seal_snapshot(
         kind: Kind::Snapshot,
         ..header
     };
-    let mut plaintext = Zeroizing::new(Vec::with_capacity(INNER_LEN + 1024));
+    let mut plaintext = Zeroizing::new(Vec::with_capacity(INNER_LEN + CONTEXT_LEN + 1024));
     plaintext.extend_from_slice(&header.inner_copy());
+    context.encode(&mut plaintext);
     snapshot::encode(&mut plaintext, snapshot).map_err(EnvelopeError::Payload)?;
     seal_plaintext(header, &plaintext, epoch_recipient, device)
 }
@@ -170,13 +274,22 @@ pub fn open(
     if plaintext.len() < INNER_LEN || plaintext[..INNER_LEN] != header.inner_copy() {
         return Err(EnvelopeError::HeaderMismatch);
     }
-    let payload = &plaintext[INNER_LEN..];
-    let (changes, witnesses, snapshot) = match header.kind {
+    let rest = &plaintext[INNER_LEN..];
+    let (context, payload) = rest
+        .split_at_checked(CONTEXT_LEN)
+        .ok_or(EnvelopeError::Payload(WireError::Truncated {
+            needed: CONTEXT_LEN,
+            found: rest.len(),
+        }))?;
+    let context = SealContext::decode(context).map_err(EnvelopeError::Payload)?;
+    let (changes, witnesses, notices, snapshot) = match header.kind {
         Kind::Changes => {
-            let (changes, witnesses) = decode_payload(payload).map_err(EnvelopeError::Payload)?;
-            (changes, witnesses, None)
+            let (changes, witnesses, notices) =
+                decode_payload(payload).map_err(EnvelopeError::Payload)?;
+            (changes, witnesses, notices, None)
         }
         Kind::Snapshot => (
+            Vec::new(),
             Vec::new(),
             Vec::new(),
             Some(snapshot::decode(payload).map_err(EnvelopeError::Payload)?),
@@ -188,18 +301,17 @@ pub fn open(
         changes,
         snapshot,
         witnesses,
+        context,
+        notices,
     })
 }
 
-fn encode_payload(
-    out: &mut Vec<u8>,
-    changes: &[CaseChange],
-    witnesses: &[Witness],
-) -> Result<(), EnvelopeError> {
+fn encode_payload(out: &mut Vec<u8>, contents: &Contents<'_>) -> Result<(), EnvelopeError> {
     let too_long = |len: usize| EnvelopeError::Oversized {
         len,
         max: u32::MAX as usize,
     };
+    let changes = contents.changes;
     let count = u32::try_from(changes.len()).map_err(|_| too_long(changes.len()))?;
     out.extend_from_slice(&count.to_be_bytes());
     for c in changes {
@@ -208,11 +320,11 @@ fn encode_payload(
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(&c.change);
     }
+    let field_too_long =
+        |len: usize, max: usize| EnvelopeError::Payload(WireError::FieldTooLong { len, max });
+    let witnesses = contents.witnesses;
     if witnesses.len() > MAX_WITNESSES {
-        return Err(EnvelopeError::Payload(WireError::FieldTooLong {
-            len: witnesses.len(),
-            max: MAX_WITNESSES,
-        }));
+        return Err(field_too_long(witnesses.len(), MAX_WITNESSES));
     }
     out.extend_from_slice(&(witnesses.len() as u16).to_be_bytes());
     for w in witnesses {
@@ -220,10 +332,46 @@ fn encode_payload(
         out.extend_from_slice(&w.seq.to_be_bytes());
         out.extend_from_slice(w.id.as_bytes());
     }
+    let notices = contents.notices;
+    if notices.len() > MAX_NOTICES {
+        return Err(field_too_long(notices.len(), MAX_NOTICES));
+    }
+    out.extend_from_slice(&(notices.len() as u16).to_be_bytes());
+    for n in notices {
+        match n {
+            Notice::Alarm {
+                id,
+                code,
+                device,
+                seq,
+                first_seen,
+            } => {
+                if code.len() > MAX_ALARM_CODE {
+                    return Err(field_too_long(code.len(), MAX_ALARM_CODE));
+                }
+                out.push(1);
+                out.extend_from_slice(id);
+                put_bytes16(out, code.as_bytes()).map_err(EnvelopeError::Payload)?;
+                out.push(u8::from(device.is_some()) | (u8::from(seq.is_some()) << 1));
+                if let Some(device) = device {
+                    out.extend_from_slice(device.as_bytes());
+                }
+                if let Some(seq) = seq {
+                    out.extend_from_slice(&seq.to_be_bytes());
+                }
+                out.extend_from_slice(&first_seen.to_be_bytes());
+            }
+            Notice::Ack { raised_by, id } => {
+                out.push(2);
+                out.extend_from_slice(raised_by.as_bytes());
+                out.extend_from_slice(id);
+            }
+        }
+    }
     Ok(())
 }
 
-type Payload = (Vec<CaseChange>, Vec<Witness>);
+type Payload = (Vec<CaseChange>, Vec<Witness>, Vec<Notice>);
 
 fn decode_payload(payload: &[u8]) -> Result<Payload, WireError> {
     let mut r = Reader::new(payload);
@@ -251,8 +399,51 @@ fn decode_payload(payload: &[u8]) -> Result<Payload, WireError> {
             id: Digest::from_bytes(r.array()?),
         });
     }
+    let count = r.u16()? as usize;
+    // Each notice takes at least 27 bytes.
+    if count > MAX_NOTICES || count * 27 > r.remaining() {
+        return Err(WireError::CountTooLarge {
+            count,
+            remaining: r.remaining(),
+        });
+    }
+    let mut notices = Vec::with_capacity(count);
+    for _ in 0..count {
+        notices.push(match r.u8()? {
+            1 => {
+                let id = r.array()?;
+                let code = r.str16()?;
+                if code.len() > MAX_ALARM_CODE
+                    || !code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                {
+                    return Err(WireError::InvalidValue("alarm code"));
+                }
+                let code = code.to_owned();
+                let flags = r.u8()?;
+                if flags > 3 {
+                    return Err(WireError::InvalidValue("alarm notice flags"));
+                }
+                let device = (flags & 1 != 0)
+                    .then(|| r.array().map(DeviceId::from_bytes))
+                    .transpose()?;
+                let seq = (flags & 2 != 0).then(|| r.u64()).transpose()?;
+                Notice::Alarm {
+                    id,
+                    code,
+                    device,
+                    seq,
+                    first_seen: r.u64()?,
+                }
+            }
+            2 => Notice::Ack {
+                raised_by: DeviceId::from_bytes(r.array()?),
+                id: r.array()?,
+            },
+            _ => return Err(WireError::InvalidValue("notice kind")),
+        });
+    }
     r.finish()?;
-    Ok((changes, witnesses))
+    Ok((changes, witnesses, notices))
 }
 
 #[cfg(test)]

@@ -96,6 +96,8 @@ pub struct Revocation {
     pub at: u64,
     /// Last seq of the device's log the team accepts.
     pub last_seq: u64,
+    /// The id of the envelope at `last_seq` (zero for seq 0).
+    pub last_id: Digest,
 }
 
 /// A device on the roster and its history.
@@ -351,11 +353,16 @@ impl Roster {
                     },
                 );
             }
-            RosterChange::RevokeDevice { device, last_seq } => {
+            RosterChange::RevokeDevice {
+                device,
+                last_seq,
+                last_id,
+            } => {
                 if let Some(record) = self.devices.get_mut(device) {
                     record.revoked = Some(Revocation {
                         at: index,
                         last_seq: *last_seq,
+                        last_id: *last_id,
                     });
                 }
             }
@@ -473,14 +480,24 @@ impl Roster {
                 joined: record.joined_epoch,
             });
         }
-        if let Some(revocation) = record.revoked
-            && header.seq > revocation.last_seq
-        {
-            return Err(AuthorError::Revoked {
-                device: header.device,
-                seq: header.seq,
-                last_seq: revocation.last_seq,
-            });
+        if let Some(revocation) = record.revoked {
+            if header.seq > revocation.last_seq {
+                return Err(AuthorError::Revoked {
+                    device: header.device,
+                    seq: header.seq,
+                    last_seq: revocation.last_seq,
+                });
+            }
+            // Its key is public knowledge to whoever holds the device now:
+            // nothing it signs under an epoch begun after the revocation
+            // was written while it was a member.
+            let began = self.epoch(header.epoch).map_or(0, |e| e.started_at);
+            if began > revocation.at {
+                return Err(AuthorError::EpochAfterRevocation {
+                    device: header.device,
+                    epoch: header.epoch,
+                });
+            }
         }
         Ok(record)
     }

@@ -9,7 +9,8 @@
 //! Bodies (see `docs/protocol.md`):
 //! - genesis (1): device entry ‖ epoch-1 recipient (str16)
 //! - add device (2): device entry
-//! - revoke device (3): device id 16 ‖ last accepted seq u64
+//! - revoke device (3): device id 16 ‖ last accepted seq u64 ‖ id of that
+//!   envelope 32 (all zero for seq 0)
 //! - rotate epoch (4): new epoch u32 ‖ recipient (str16)
 //! - rotate epoch and forget the older ones (5): same body as 4. Every
 //!   device destroys the keys of older epochs once it has applied the
@@ -28,8 +29,10 @@ use crate::wire::{Reader, put_bytes16};
 
 use super::Role;
 
-/// The only roster format version this build reads and writes.
-pub const VERSION: u8 = 1;
+/// The only roster format version this build reads and writes (2: a
+/// revocation names the id of the last envelope it accepts, not only its
+/// seq).
+pub const VERSION: u8 = 2;
 /// Domain separation tag for roster signatures.
 const DOMAIN: &[u8] = b"amana/v1/roster-op\0";
 /// Largest accepted encoded operation.
@@ -70,12 +73,17 @@ pub enum RosterChange {
     },
     /// Adds a device.
     AddDevice(DeviceEntry),
-    /// Revokes a device; envelopes it wrote up to `last_seq` stay valid.
+    /// Revokes a device; envelopes it wrote up to `last_seq` stay valid,
+    /// and the one at `last_seq` must be `last_id` (so no other history up
+    /// to the bound can be passed off as its).
     RevokeDevice {
         /// The device.
         device: DeviceId,
         /// The last seq of its log that the team accepts.
         last_seq: u64,
+        /// The id of that envelope, as the revoking admin verified it (all
+        /// zero when `last_seq` is 0).
+        last_id: Digest,
     },
     /// Starts a new epoch.
     RotateEpoch {
@@ -241,9 +249,14 @@ fn encode_body(change: &RosterChange) -> Result<Vec<u8>, WireError> {
             put_bytes16(&mut out, epoch_recipient.to_string().as_bytes())?;
         }
         RosterChange::AddDevice(entry) => encode_entry(&mut out, entry)?,
-        RosterChange::RevokeDevice { device, last_seq } => {
+        RosterChange::RevokeDevice {
+            device,
+            last_seq,
+            last_id,
+        } => {
             out.extend_from_slice(device.as_bytes());
             out.extend_from_slice(&last_seq.to_be_bytes());
+            out.extend_from_slice(last_id.as_bytes());
         }
         RosterChange::RotateEpoch {
             epoch, recipient, ..
@@ -298,10 +311,21 @@ fn decode_body(kind: u8, body: &[u8], index: u64) -> Result<RosterChange, Roster
             epoch_recipient: decode_recipient(&mut r, index)?,
         },
         2 => RosterChange::AddDevice(decode_entry(&mut r, index)?),
-        3 => RosterChange::RevokeDevice {
-            device: DeviceId::from_bytes(r.array().map_err(malformed)?),
-            last_seq: r.u64().map_err(malformed)?,
-        },
+        3 => {
+            let device = DeviceId::from_bytes(r.array().map_err(malformed)?);
+            let last_seq = r.u64().map_err(malformed)?;
+            let last_id = Digest::from_bytes(r.array().map_err(malformed)?);
+            if (last_seq == 0) != last_id.is_zero() {
+                return Err(malformed(WireError::InvalidValue(
+                    "a revocation's last id (zero exactly when its last seq is 0)",
+                )));
+            }
+            RosterChange::RevokeDevice {
+                device,
+                last_seq,
+                last_id,
+            }
+        }
         4 | 5 => RosterChange::RotateEpoch {
             epoch: r.u32().map_err(malformed)?,
             recipient: decode_recipient(&mut r, index)?,

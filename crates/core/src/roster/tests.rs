@@ -50,6 +50,7 @@ fn team() -> Team {
             RosterChange::RevokeDevice {
                 device: field.device_id(),
                 last_seq: 7,
+                last_id: Digest::of(b"seven"),
             },
             &admin,
         )
@@ -192,7 +193,8 @@ fn unknown_duplicate_and_revoked_devices() {
         t.roster.append(
             RosterChange::RevokeDevice {
                 device: stranger,
-                last_seq: 0
+                last_seq: 0,
+                last_id: Digest::ZERO,
             },
             &t.admin
         ),
@@ -202,7 +204,8 @@ fn unknown_duplicate_and_revoked_devices() {
         t.roster.append(
             RosterChange::RevokeDevice {
                 device: t.field.device_id(),
-                last_seq: 0
+                last_seq: 0,
+                last_id: Digest::ZERO,
             },
             &t.admin
         ),
@@ -219,7 +222,8 @@ fn unknown_duplicate_and_revoked_devices() {
         t.roster.append(
             RosterChange::RevokeDevice {
                 device: t.admin.device_id(),
-                last_seq: 0
+                last_seq: 0,
+                last_id: Digest::ZERO,
             },
             &t.admin
         ),
@@ -264,6 +268,7 @@ fn revoked_admin_can_no_longer_sign() {
             RosterChange::RevokeDevice {
                 device: admin.device_id(),
                 last_seq: 0,
+                last_id: Digest::ZERO,
             },
             &second,
         )

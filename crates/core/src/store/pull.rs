@@ -6,7 +6,7 @@ use super::{DeviceStore, StoreError, cases};
 use crate::envelope::seal::CaseChange;
 use crate::envelope::snapshot::{SavedCase, Snapshot, Tombstone};
 use crate::ids::{CaseId, DeviceId};
-use crate::store::{NewAlarm, PeerHead};
+use crate::store::{Alarm, AlarmId, NewAlarm, PeerHead};
 
 /// A case an intake-role device submitted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +48,10 @@ pub struct PulledPage {
     pub at: u64,
     /// Sync bookkeeping written with the page (`meta` entries).
     pub meta: Vec<(&'static str, Vec<u8>)>,
+    /// Alarms other devices reported (kept on office devices).
+    pub reported_alarms: Vec<Alarm>,
+    /// Acknowledgements from admin devices: (raising device, alarm, by, at).
+    pub acks: Vec<(DeviceId, AlarmId, DeviceId, u64)>,
 }
 
 impl DeviceStore {
@@ -76,6 +80,10 @@ impl DeviceStore {
         let me = self.keys.device_id();
         for alarm in &page.alarms {
             super::alarms::raise_in(&tx, &self.sealer, me, alarm, page.at)?;
+        }
+        super::alarms::keep_reported_in(&tx, &self.sealer, &page.reported_alarms)?;
+        for (raised_by, id, by, at) in &page.acks {
+            super::alarms::acknowledge_in(&tx, &self.sealer, &[(*raised_by, *id)], *by, *at)?;
         }
         for (name, value) in &page.meta {
             super::put_meta_in(&tx, &self.sealer, name, value)?;

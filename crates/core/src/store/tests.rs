@@ -275,7 +275,13 @@ fn own_log_outbox_and_receipts() {
         body_len: 0,
     };
     let changes: Vec<_> = pending.iter().map(|e| e.change.clone()).collect();
-    let env = seal(header, &changes, &[], &epoch.recipient(), store.keys()).unwrap();
+    let context = crate::envelope::seal::SealContext {
+        roster_len: 1,
+        roster_head: Digest::ZERO,
+        sealed_at: 0,
+    };
+    let contents = crate::envelope::seal::Contents::changes(context, &changes);
+    let env = seal(header, &contents, &epoch.recipient(), store.keys()).unwrap();
     let ids: Vec<i64> = pending.iter().map(|e| e.id).collect();
     store.commit_envelope(&env, &ids, &[]).unwrap();
     assert_eq!(store.outbox_len().unwrap(), 0);

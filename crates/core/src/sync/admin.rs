@@ -107,7 +107,7 @@ fn revoke_now<T: Transport>(
     let me = store.keys().device_id();
     let mut last_error = None;
     for _ in 0..ATTEMPTS {
-        let mut roster = require_admin(store, client, env)?;
+        let roster = require_admin(store, client, env)?;
         let labels = super::enrol::device_labels(store, &roster)?;
         let device = find_device(&roster, &labels, which)?;
         if device == me {
@@ -132,14 +132,31 @@ fn revoke_now<T: Transport>(
                 rotation,
             });
         }
-        let last_seq = client
-            .heads(env, store.keys())?
-            .iter()
-            .find(|h| h.device == device)
-            .map_or(0, |h| h.seq);
+        // The bound is what this device itself verified of the device's
+        // log, never a number the relay reports: pull everything first. A
+        // relay that hides part of that log from this device (its head
+        // ahead of what it serves) does not hold the revocation up: the
+        // bound is what was verified, and whatever it hid is refused.
+        match super::engine::sync(store, client, env, &mut |_| {}) {
+            Ok(_) => {}
+            Err(SyncError::Withheld { device: hidden, .. }) if hidden == device => {}
+            Err(e) => return Err(e),
+        }
+        let (last_seq, last_id) = store
+            .peer_head(device)?
+            .map_or((0, crate::ids::Digest::ZERO), |h| (h.seq, h.id));
+        let mut roster = require_admin(store, client, env)?;
+        if roster.device(&device).is_some_and(|d| !d.is_active()) {
+            // Another admin revoked it meanwhile: decide again.
+            continue;
+        }
         let op = roster
             .append(
-                RosterChange::RevokeDevice { device, last_seq },
+                RosterChange::RevokeDevice {
+                    device,
+                    last_seq,
+                    last_id,
+                },
                 store.keys(),
             )
             .map_err(|e| match e {

@@ -137,6 +137,13 @@ impl<T: Transport> RelayClient<T> {
         }
     }
 
+    /// The time now by the relay's clock, as far as this client knows it
+    /// (the device's clock corrected by the offset a `clock_skew` answer
+    /// taught it).
+    pub fn now(&self, env: &Env) -> u64 {
+        env.now().saturating_add_signed(self.clock_offset)
+    }
+
     /// The transport (tests use it to inject faults).
     pub fn transport_mut(&mut self) -> &mut T {
         &mut self.transport

@@ -14,7 +14,7 @@
 use super::client::{RelayClient, UploadOutcome};
 use super::keys;
 use super::{Env, Rejection, SyncError};
-use crate::envelope::seal::{self, CaseChange};
+use crate::envelope::seal::{self, CaseChange, Notice, SealContext};
 use crate::envelope::{EnvelopeHeader, Kind};
 use crate::ids::{CaseId, DeviceId, Digest, TeamId};
 use crate::receipt::Receipt;
@@ -164,7 +164,7 @@ fn run<T: Transport>(
     // An alarm about someone else's envelopes does not keep this device's
     // own work from reaching the relay.
     if role.can_write() {
-        report.sealed = seal_outbox(store, &roster, role)?;
+        report.sealed = seal_outbox(store, &roster, role, client.now(env))?;
         report.pushed = push(store, client, env, progress)?;
     }
     pulled?;
@@ -257,18 +257,29 @@ pub(crate) fn refresh_roster<T: Transport>(
     Ok(roster)
 }
 
-/// Seals the outbox into envelopes of this device's log.
+/// Seals the outbox into envelopes of this device's log, under `roster`
+/// at `now`. The first envelope also carries this device's unreported
+/// alarms and, on an admin device, its acknowledgements not yet sent; if
+/// the outbox is empty but such notices wait, one envelope carries them
+/// alone.
 pub(super) fn seal_outbox(
     store: &mut DeviceStore,
     roster: &Roster,
     role: Role,
+    now: u64,
 ) -> Result<usize, SyncError> {
     let epoch = roster.current_epoch().clone();
     let team = roster.team();
+    let context = SealContext::under(roster, now);
     let mut sealed = 0;
     loop {
         let entries = store.outbox(CHANGES_PER_ENVELOPE)?;
-        if entries.is_empty() {
+        let (notices, reported, acked) = if sealed == 0 {
+            notices_to_send(store, role)?
+        } else {
+            Default::default()
+        };
+        if entries.is_empty() && notices.is_empty() {
             return Ok(sealed);
         }
         let mut bytes = 0;
@@ -298,7 +309,13 @@ pub(super) fn seal_outbox(
         // The first envelope of a batch witnesses the heads applied since
         // this device last wrote (the rest have nothing new to witness).
         let witnesses = store.unwitnessed_heads()?;
-        let envelope = seal::seal(header, &changes, &witnesses, &epoch.recipient, store.keys())?;
+        let contents = seal::Contents {
+            context,
+            changes: &changes,
+            witnesses: &witnesses,
+            notices: &notices,
+        };
+        let envelope = seal::seal(header, &contents, &epoch.recipient, store.keys())?;
         let submitted: Vec<CaseId> = if role == Role::Intake {
             let mut cases: Vec<CaseId> = changes.iter().map(|c| c.case).collect();
             cases.sort();
@@ -309,8 +326,47 @@ pub(super) fn seal_outbox(
         };
         store.commit_envelope(&envelope, &ids, &submitted)?;
         store.mark_witnessed(&witnesses)?;
+        if !reported.is_empty() {
+            store.mark_alarms_reported(&reported)?;
+        }
+        if acked {
+            super::alarms::set_pending_acks(store, &[])?;
+        }
         sealed += 1;
     }
+}
+
+/// The notices this device's next envelope carries: its alarms not yet
+/// reported, and (an admin) the acknowledgements it has not sent.
+fn notices_to_send(
+    store: &DeviceStore,
+    role: Role,
+) -> Result<(Vec<Notice>, Vec<crate::store::AlarmId>, bool), SyncError> {
+    let mut notices = Vec::new();
+    let mut reported = Vec::new();
+    for alarm in store.unreported_alarms()? {
+        reported.push(alarm.id);
+        notices.push(Notice::Alarm {
+            id: alarm.id.0,
+            code: alarm.code,
+            device: alarm.device,
+            seq: alarm.seq,
+            first_seen: alarm.first_seen,
+        });
+    }
+    let acks = if role == Role::Admin {
+        super::alarms::pending_acks(store)?
+    } else {
+        Vec::new()
+    };
+    let acked = !acks.is_empty();
+    notices.extend(acks.into_iter().map(|(raised_by, id)| Notice::Ack {
+        raised_by,
+        id: id.0,
+    }));
+    notices.truncate(seal::MAX_NOTICES);
+    reported.truncate(seal::MAX_NOTICES);
+    Ok((notices, reported, acked))
 }
 
 /// Uploads every envelope of this device's log the relay has not receipted.

@@ -22,10 +22,11 @@ use super::engine::{Progress, SyncReport, interrupted};
 use super::verify::{Refusal, check_envelope, check_heads, check_page_order, check_withheld};
 use super::witness::{self, Witnesses};
 use super::{Env, Rejection, SyncError, alarms};
+use crate::envelope::seal::{self, Notice};
 use crate::framing::PageHead;
 use crate::ids::DeviceId;
-use crate::roster::Roster;
-use crate::store::{DeviceStore, PeerHead, PulledPage, StoreError};
+use crate::roster::{Role, Roster};
+use crate::store::{Alarm, AlarmId, DeviceStore, PeerHead, PulledPage, StoreError};
 use crate::transport::Transport;
 
 /// Envelopes per pulled page.
@@ -37,6 +38,88 @@ const PAGE_TARGET_BYTES: usize = 64 * 1024;
 const REWIND: &str = "rewind_cursor";
 /// Meta entry: per device, the cursor of the last envelope applied from it.
 const APPLIED_AT: &str = "applied_cursors";
+/// Meta entry: the chain breaks a rewind was already tried for, and when.
+const REWOUND: &str = "rewound_breaks";
+/// How long before the same chain break is fetched again from the start:
+/// a relay that keeps the break cannot make every sync re-download the
+/// team's log, and one that stops is caught up with within this time.
+const REWIND_BACKOFF_SECS: u64 = 6 * 3600;
+
+/// Where the next pull starts again, and the breaks already tried.
+struct Rewinds {
+    from: Option<u64>,
+    tried: Vec<(DeviceId, u64, u64)>,
+    now: u64,
+}
+
+impl Rewinds {
+    fn load(store: &DeviceStore, now: u64) -> Result<Self, StoreError> {
+        let tried = match store.meta(REWOUND)? {
+            None => Vec::new(),
+            Some(bytes) => {
+                let bad = || StoreError::Corrupt("rewind records unreadable".into());
+                if bytes.len() % 32 != 0 {
+                    return Err(bad());
+                }
+                bytes
+                    .chunks_exact(32)
+                    .map(|c| {
+                        Ok((
+                            DeviceId::from_slice(&c[..16]).map_err(|_| bad())?,
+                            u64::from_be_bytes(c[16..24].try_into().map_err(|_| bad())?),
+                            u64::from_be_bytes(c[24..].try_into().map_err(|_| bad())?),
+                        ))
+                    })
+                    .collect::<Result<_, StoreError>>()?
+            }
+        };
+        Ok(Rewinds {
+            from: None,
+            tried,
+            now,
+        })
+    }
+
+    /// The chain of `device` broke at `seq`: start the next pull again at
+    /// `cursor`, unless this break was fetched again recently already.
+    fn want(&mut self, device: DeviceId, seq: u64, cursor: u64) {
+        let recent = self
+            .tried
+            .iter()
+            .any(|(d, s, at)| *d == device && *s == seq && at + REWIND_BACKOFF_SECS > self.now);
+        if recent {
+            return;
+        }
+        self.tried.retain(|(d, s, _)| !(*d == device && *s == seq));
+        self.tried.push((device, seq, self.now));
+        self.from = Some(self.from.map_or(cursor, |f| f.min(cursor)));
+    }
+
+    /// Stores what the next pull needs; `complete` if this pull reached its
+    /// end without a break.
+    fn save(
+        mut self,
+        store: &mut DeviceStore,
+        heads: &BTreeMap<DeviceId, PeerHead>,
+        complete: bool,
+    ) -> Result<(), StoreError> {
+        // A break the chain has since passed is healed.
+        self.tried
+            .retain(|(d, s, _)| heads.get(d).is_none_or(|h| h.seq < *s));
+        let mut bytes = Vec::with_capacity(self.tried.len() * 32);
+        for (device, seq, at) in &self.tried {
+            bytes.extend_from_slice(device.as_bytes());
+            bytes.extend_from_slice(&seq.to_be_bytes());
+            bytes.extend_from_slice(&at.to_be_bytes());
+        }
+        store.put_meta(REWOUND, &bytes)?;
+        match self.from {
+            Some(from) => store.put_meta(REWIND, &from.to_be_bytes()),
+            None if complete => store.remove_meta(REWIND),
+            None => Ok(()),
+        }
+    }
+}
 
 /// Pulls every page after the cursor (or from the rewind point), verifying
 /// before applying.
@@ -64,7 +147,8 @@ pub(super) fn pull<T: Transport>(
         .into_iter()
         .map(|h| (h.device, h))
         .collect();
-    let mut rewind: Option<u64> = None;
+    let mut rewinds = Rewinds::load(store, env.now())?;
+    let mut refused: BTreeMap<DeviceId, u64> = BTreeMap::new();
     let mut complete = false;
     let mut shred_applied = false;
     let mut witnesses = Witnesses::load(store)?;
@@ -131,6 +215,9 @@ pub(super) fn pull<T: Transport>(
                             first_alarm.get_or_insert(fork);
                         }
                     }
+                    if head.device != me {
+                        take_notices(roster, me, &opened, &mut pulled);
+                    }
                     if let Some(mut part) = opened.snapshot {
                         for t in &part.tombstones {
                             if shredded.insert(t.case) {
@@ -174,9 +261,16 @@ pub(super) fn pull<T: Transport>(
                     break;
                 }
                 Err(Refusal::Quarantine(rejection)) => {
+                    if refused_for_its_author(&rejection)
+                        && let Some(header) = header_of(&entry.bytes)
+                    {
+                        let max = refused.entry(header.device).or_insert(0);
+                        *max = (*max).max(header.seq);
+                    }
                     if let Some(device) = chain_broken_by_relay(&rejection, roster) {
                         let from = applied_at.get(&device).copied().unwrap_or(0);
-                        rewind = Some(rewind.map_or(from, |r| r.min(from)));
+                        let seq = heads.get(&device).map_or(1, |h| h.seq + 1);
+                        rewinds.want(device, seq, from);
                     }
                     pulled
                         .quarantined
@@ -204,12 +298,15 @@ pub(super) fn pull<T: Transport>(
             break Err(SyncError::MissingEpochKey(epoch));
         }
         if !page.more {
-            if let Err(e) = check_withheld(&page, &heads) {
+            if let Err(e) = check_withheld(&page, &heads, &refused) {
                 // What was withheld may sit behind the cursor: fetch again
                 // from the last envelope applied from that device.
-                if let SyncError::Withheld { device, .. } = &e {
+                if let SyncError::Withheld {
+                    device, received, ..
+                } = &e
+                {
                     let from = applied_at.get(device).copied().unwrap_or(0);
-                    rewind = Some(rewind.map_or(from, |r| r.min(from)));
+                    rewinds.want(*device, received + 1, from);
                 }
                 break Err(e);
             }
@@ -229,16 +326,55 @@ pub(super) fn pull<T: Transport>(
     };
     // A pull that reached its end with every chain whole needs no rewind;
     // otherwise the next one starts again where a chain broke.
-    match rewind {
-        Some(from) => store.put_meta(REWIND, &from.to_be_bytes())?,
-        None if complete => store.remove_meta(REWIND)?,
-        None => {}
-    }
+    rewinds.save(store, &heads, complete)?;
     if shred_applied {
         // No page image of a shredded case may stay in the WAL.
         store.checkpoint()?;
     }
     result
+}
+
+/// The alarms another device reported (kept here if this device is an
+/// office one) and the acknowledgements an admin sent.
+fn take_notices(
+    roster: &Roster,
+    me: DeviceId,
+    opened: &seal::OpenedEnvelope,
+    pulled: &mut PulledPage,
+) {
+    let author = opened.header.device;
+    let role_of = |d: &DeviceId| roster.device(d).map(|r| r.entry.role);
+    let office_here = role_of(&me).is_some_and(Role::is_office);
+    let from_admin = role_of(&author) == Some(Role::Admin);
+    for notice in &opened.notices {
+        match notice {
+            Notice::Alarm {
+                id,
+                code,
+                device,
+                seq,
+                first_seen,
+            } if office_here => pulled.reported_alarms.push(Alarm {
+                id: AlarmId(*id),
+                raised_by: author,
+                code: code.clone(),
+                device: *device,
+                seq: *seq,
+                message: format!("reported by device {author}"),
+                first_seen: *first_seen,
+                last_seen: opened.context.sealed_at,
+                sightings: 1,
+                reported: true,
+                acknowledged: None,
+            }),
+            Notice::Ack { raised_by, id } if from_admin => {
+                pulled
+                    .acks
+                    .push((*raised_by, AlarmId(*id), author, opened.context.sealed_at))
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Requests cut off in a row that a pull retries.
@@ -251,10 +387,7 @@ fn already_applied(
     bytes: &[u8],
     heads: &BTreeMap<DeviceId, PeerHead>,
 ) -> Result<bool, StoreError> {
-    let Some(header) = bytes
-        .first_chunk()
-        .and_then(|h| crate::envelope::EnvelopeHeader::decode(h).ok())
-    else {
+    let Some(header) = header_of(bytes) else {
         return Ok(false);
     };
     let Some(head) = heads.get(&header.device) else {
@@ -283,6 +416,23 @@ fn chain_broken_by_relay(rejection: &Rejection, roster: &Roster) -> Option<Devic
         _ => return None,
     };
     roster.device(&device).map(|_| device)
+}
+
+/// Whether the relay served the envelope whole and this device refused it
+/// for its author's sake (not for anything the relay did).
+fn refused_for_its_author(rejection: &Rejection) -> bool {
+    matches!(
+        rejection,
+        Rejection::Author(_)
+            | Rejection::RevokedFork { .. }
+            | Rejection::SnapshotNotAdmin { .. }
+            | Rejection::Unreadable { .. }
+            | Rejection::InvalidContent { .. }
+    )
+}
+
+fn header_of(bytes: &[u8]) -> Option<crate::envelope::EnvelopeHeader> {
+    crate::envelope::EnvelopeHeader::decode(bytes.first_chunk()?).ok()
 }
 
 fn read_u64(store: &DeviceStore, name: &'static str) -> Result<Option<u64>, StoreError> {

@@ -83,6 +83,18 @@ pub enum Rejection {
         /// Its epoch.
         epoch: u32,
     },
+    /// A revoked device's envelope at the last seq the team accepts from
+    /// it, but not the one the revoking admin verified: another history
+    /// passed off as its.
+    #[error(
+        "device {device} seq {seq}: not the envelope its revocation accepted at that seq (another history of a revoked device)"
+    )]
+    RevokedFork {
+        /// Author.
+        device: DeviceId,
+        /// Its seq.
+        seq: u64,
+    },
     /// A snapshot from a device that is not an admin.
     #[error("device {device} seq {seq}: a snapshot from a device that is not an admin")]
     SnapshotNotAdmin {
@@ -122,6 +134,7 @@ impl Rejection {
             Rejection::Author(AuthorError::UnknownDevice(_)) => "unknown_author",
             Rejection::Author(AuthorError::Revoked { .. }) => "revoked_author",
             Rejection::Author(AuthorError::CannotWrite(_)) => "author_cannot_write",
+            Rejection::Author(AuthorError::EpochAfterRevocation { .. }) => "epoch_after_revocation",
             Rejection::Author(_) => "epoch_not_allowed",
             Rejection::Signature { .. } => "bad_signature",
             Rejection::Replay { .. } => "replay",
@@ -129,6 +142,7 @@ impl Rejection {
             Rejection::BrokenChain { .. } => "broken_chain",
             Rejection::BodyDropped { .. } => "body_dropped",
             Rejection::SnapshotNotAdmin { .. } => "snapshot_not_admin",
+            Rejection::RevokedFork { .. } => "revoked_fork",
             Rejection::Unreadable { .. } => "unreadable",
             Rejection::InvalidContent { .. } => "invalid_content",
         }
@@ -141,7 +155,8 @@ impl Rejection {
             Rejection::Author(a) => match a {
                 AuthorError::UnknownDevice(d) | AuthorError::CannotWrite(d) => (Some(*d), None),
                 AuthorError::Revoked { device, seq, .. } => (Some(*device), Some(*seq)),
-                AuthorError::EpochBeforeJoin { device, .. } => (Some(*device), None),
+                AuthorError::EpochBeforeJoin { device, .. }
+                | AuthorError::EpochAfterRevocation { device, .. } => (Some(*device), None),
                 _ => (None, None),
             },
             Rejection::WrongTeam { device, seq, .. }
@@ -151,6 +166,7 @@ impl Rejection {
             | Rejection::BrokenChain { device, seq }
             | Rejection::BodyDropped { device, seq, .. }
             | Rejection::SnapshotNotAdmin { device, seq }
+            | Rejection::RevokedFork { device, seq }
             | Rejection::Unreadable { device, seq, .. }
             | Rejection::InvalidContent { device, seq, .. } => (Some(*device), Some(*seq)),
         }

@@ -206,7 +206,9 @@ fn publish_snapshot(
             epoch: epoch.epoch,
             body_len: 0,
         };
-        let envelope = seal::seal_snapshot(header, &snapshot, &epoch.recipient, store.keys())?;
+        let context = seal::SealContext::under(roster, env.now());
+        let envelope =
+            seal::seal_snapshot(header, &context, &snapshot, &epoch.recipient, store.keys())?;
         store.commit_envelope(&envelope, &[], &[])?;
         store.record_snapshot(&Snapshot {
             cases: Vec::new(),
@@ -318,7 +320,7 @@ pub(crate) fn retire<T: Transport>(
             .device(&me)
             .map(|d| d.entry.role)
             .ok_or(SyncError::Revoked)?;
-        report.sealed += engine::seal_outbox(store, roster, role)?;
+        report.sealed += engine::seal_outbox(store, roster, role, client.now(env))?;
         report.pushed += engine::push(store, client, env, progress)?;
     }
     // Labels sealed to the retired keys stay readable here.

@@ -81,13 +81,20 @@ pub(super) fn check_heads(
 }
 
 /// On the last page, every head the relay reports must have been received.
+///
+/// `refused` names, per device, the highest seq the relay did serve but
+/// this device refused for its author's sake (revoked, a role that may not
+/// write, signed content that is not valid): that was not withheld, and
+/// its own alarm says what it was.
 pub(super) fn check_withheld(
     page: &Page,
     ours: &BTreeMap<DeviceId, PeerHead>,
+    refused: &BTreeMap<DeviceId, u64>,
 ) -> Result<(), SyncError> {
     for relay in &page.heads {
         let received = ours.get(&relay.device).map_or(0, |h| h.seq);
-        if received < relay.seq {
+        let served = received.max(refused.get(&relay.device).copied().unwrap_or(0));
+        if served < relay.seq {
             return Err(SyncError::Withheld {
                 device: relay.device,
                 received,
@@ -168,6 +175,14 @@ pub(super) fn check_envelope(
     }
     if header.prev != expected_prev {
         return Err(Rejection::BrokenChain { device, seq }.into());
+    }
+    // The chain of a revoked device must end at the envelope its
+    // revocation names; any other history up to the bound is refused.
+    if let Some(revocation) = record.revoked
+        && revocation.last_seq == seq
+        && stored.id() != revocation.last_id
+    {
+        return Err(Rejection::RevokedFork { device, seq }.into());
     }
     let envelope = match stored {
         Stored::Whole(envelope) => envelope,

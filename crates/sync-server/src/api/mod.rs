@@ -342,12 +342,15 @@ async fn append_roster(
         let index = roster.next_index();
         roster.apply(&body)?;
         let effect = match &roster.ops()[index as usize].change {
-            RosterChange::RevokeDevice { device, last_seq } => {
-                RosterEffect::Revokes(RevocationBound {
-                    device: *device,
-                    last_seq: *last_seq,
-                })
-            }
+            RosterChange::RevokeDevice {
+                device,
+                last_seq,
+                last_id,
+            } => RosterEffect::Revokes(RevocationBound {
+                device: *device,
+                last_seq: *last_seq,
+                last_id: *last_id,
+            }),
             RosterChange::RotateEpoch {
                 epoch,
                 forget: true,

@@ -36,16 +36,16 @@ pub(super) fn append_roster_op(
     match effect {
         RosterEffect::None => {}
         RosterEffect::Revokes(bound) => {
-            let head: i64 = tx
+            let (head, id): (i64, Vec<u8>) = tx
                 .query_row(
-                    "SELECT seq FROM heads WHERE team = ?1 AND device = ?2",
+                    "SELECT seq, envelope_id FROM heads WHERE team = ?1 AND device = ?2",
                     params![team.as_bytes(), bound.device.as_bytes()],
-                    |r| r.get(0),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()
                 .map_err(backend)?
-                .unwrap_or(0);
-            if head as u64 != bound.last_seq {
+                .unwrap_or((0, vec![0; 32]));
+            if head as u64 != bound.last_seq || id != bound.last_id.as_bytes() {
                 return Err(StoreError::RevocationBound {
                     device: bound.device,
                     head: head as u64,

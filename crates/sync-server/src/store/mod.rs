@@ -135,6 +135,8 @@ pub struct RevocationBound {
     pub device: DeviceId,
     /// The last seq of its log the team accepts.
     pub last_seq: u64,
+    /// The id of the envelope at that seq (zero for seq 0).
+    pub last_id: Digest,
 }
 
 /// Why the store refused or failed.
@@ -217,7 +219,7 @@ pub enum StoreError {
     /// A revocation's bound is not the device's stored head (it uploaded
     /// since the admin looked, or the admin's view is wrong).
     #[error(
-        "device {device}'s log on this relay ends at seq {head}, not {bound}; fetch the heads and sign the revocation again"
+        "device {device}'s log on this relay ends at seq {head}, not at the envelope the revocation names (seq {bound}); pull, verify and sign the revocation again"
     )]
     RevocationBound {
         /// The device being revoked.

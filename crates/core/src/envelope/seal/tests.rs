@@ -39,8 +39,7 @@ impl Fixture {
         let recipient = self.keys.get(1).unwrap().recipient();
         seal(
             self.header(1, Digest::ZERO),
-            changes,
-            &[],
+            &Contents::changes(CONTEXT, changes),
             &recipient,
             &self.device,
         )
@@ -63,6 +62,13 @@ impl Fixture {
         SealedEnvelope::sign(self.header(1, Digest::ZERO), &body, &self.device).unwrap()
     }
 }
+
+/// A context for envelopes these tests seal (no roster to check against).
+const CONTEXT: SealContext = SealContext {
+    roster_len: 1,
+    roster_head: Digest::ZERO,
+    sealed_at: 1_780_000_000,
+};
 
 fn change(case: u8, text: &str) -> CaseChange {
     CaseChange {
@@ -271,7 +277,14 @@ fn plaintext_body_is_not_an_age_file() {
 fn sequence_rules() {
     let f = fixture();
     let recipient = f.keys.get(1).unwrap().recipient();
-    let seal_with = |seq, prev| seal(f.header(seq, prev), &[], &[], &recipient, &f.device);
+    let seal_with = |seq, prev| {
+        seal(
+            f.header(seq, prev),
+            &Contents::changes(CONTEXT, &[]),
+            &recipient,
+            &f.device,
+        )
+    };
     assert_eq!(
         seal_with(0, Digest::ZERO).unwrap_err(),
         EnvelopeError::ZeroSeq
@@ -311,7 +324,7 @@ proptest! {
             .collect();
         let prev = if seq == 1 { Digest::ZERO } else { Digest::of(&seq.to_be_bytes()) };
         let recipient = f.keys.get(1).unwrap().recipient();
-        let env = seal(f.header(seq, prev), &changes, &[], &recipient, &f.device).unwrap();
+        let env = seal(f.header(seq, prev), &Contents::changes(CONTEXT, &changes), &recipient, &f.device).unwrap();
         let env = Fixture::reparse(env.into_bytes()).unwrap();
         let opened = f.open(&env).unwrap();
         prop_assert_eq!(opened.changes, changes);
@@ -346,7 +359,14 @@ fn a_snapshot_part_round_trips_and_its_counts_are_bounded() {
         }],
     };
     let recipient = f.keys.get(1).unwrap().recipient();
-    let env = seal_snapshot(f.header(1, Digest::ZERO), &part, &recipient, &f.device).unwrap();
+    let env = seal_snapshot(
+        f.header(1, Digest::ZERO),
+        &CONTEXT,
+        &part,
+        &recipient,
+        &f.device,
+    )
+    .unwrap();
     assert_eq!(env.header().kind, Kind::Snapshot);
     let opened = f.open(&env).unwrap();
     assert!(opened.changes.is_empty());
