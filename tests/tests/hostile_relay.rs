@@ -1337,3 +1337,123 @@ fn a_revoked_devices_envelopes_under_a_later_epoch_are_refused_whatever_the_boun
             .any(|n| n.contains("thief under the new epoch"))
     );
 }
+
+/// A field device's alarm travels to the office inside its next envelope
+/// (it seals one for it: it had nothing else to send), the admin
+/// acknowledges it there, and the acknowledgement closes it on the field
+/// device at its next sync.
+#[test]
+fn a_field_devices_alarm_reaches_the_office_and_closes_when_an_admin_acknowledges_it() {
+    let (mut w, mut office, mut a) = team_with_three_envelopes();
+    w.sync(&mut office).unwrap();
+    let stranger = DeviceKeys::generate();
+    let forged = Forgery::next(&a, stranger.device_id(), (0, Digest::ZERO)).seal(
+        &a,
+        &changes_of(&w, "from a stranger"),
+        &[],
+        &stranger,
+    );
+    let head_before = relay_head(&w, a.keys().device_id()).0;
+    // Stored as a relay that takes anything would store it.
+    support::hostile::store_directly(&w, &forged);
+    w.sync(&mut a).unwrap();
+    let raised = a.open_alarms().unwrap();
+    assert_eq!(raised.len(), 1);
+    assert_eq!(raised[0].code, "unknown_author");
+    assert!(raised[0].reported, "sent in A's next envelope");
+    assert_eq!(
+        relay_head(&w, a.keys().device_id()).0,
+        head_before + 1,
+        "an envelope of notices alone"
+    );
+    // The office hears of it (it raises one of its own about the same
+    // envelope, too).
+    w.sync(&mut office).unwrap();
+    let at_office: Vec<_> = office
+        .open_alarms()
+        .unwrap()
+        .into_iter()
+        .filter(|x| x.raised_by == a.keys().device_id())
+        .collect();
+    assert_eq!(at_office.len(), 1, "{at_office:?}");
+    assert_eq!(at_office[0].raised_by, a.keys().device_id());
+    assert_eq!(at_office[0].id, raised[0].id);
+    // A field device may not acknowledge.
+    assert!(matches!(
+        amana_core::sync::alarms::acknowledge(&mut a, &[raised[0].id.to_hex()], w.now()),
+        Err(amana_core::sync::alarms::AcknowledgeError::NotAdmin)
+    ));
+    amana_core::sync::alarms::acknowledge(&mut office, &[raised[0].id.to_hex()], w.now()).unwrap();
+    assert!(
+        office
+            .open_alarms()
+            .unwrap()
+            .iter()
+            .all(|x| x.raised_by == office.keys().device_id())
+    );
+    w.sync(&mut office).unwrap();
+    assert_eq!(a.open_alarms().unwrap().len(), 1, "not before A syncs");
+    w.sync(&mut a).unwrap();
+    assert!(a.open_alarms().unwrap().is_empty());
+    let closed = &a.alarms().unwrap()[0];
+    assert_eq!(
+        closed.acknowledged.map(|k| k.by),
+        Some(office.keys().device_id())
+    );
+}
+
+/// An acknowledgement only counts from an admin: a field device (or the
+/// relay with a field device's key) cannot close another device's alarm.
+#[test]
+fn an_acknowledgement_from_a_device_that_is_not_an_admin_closes_nothing() {
+    let (mut w, mut office, mut a) = team_with_three_envelopes();
+    let b = w.enrol(&mut office, "field-b", Role::Field);
+    let stranger = DeviceKeys::generate();
+    let forged = Forgery::next(&a, stranger.device_id(), (0, Digest::ZERO)).seal(
+        &a,
+        &changes_of(&w, "from a stranger"),
+        &[],
+        &stranger,
+    );
+    support::hostile::store_directly(&w, &forged);
+    w.sync(&mut a).unwrap();
+    let id = a.open_alarms().unwrap()[0].id;
+    // B's key signs an envelope carrying an acknowledgement of A's alarm.
+    let b_id = b.keys().device_id();
+    let head = relay_head(&w, b_id);
+    let roster = a.roster().unwrap().unwrap();
+    let header = amana_core::envelope::EnvelopeHeader {
+        kind: amana_core::envelope::Kind::Changes,
+        team: w.team,
+        device: b_id,
+        seq: head.0 + 1,
+        prev: head.1,
+        epoch: roster.current_epoch().epoch,
+        body_len: 0,
+    };
+    let ack = [amana_core::envelope::seal::Notice::Ack {
+        raised_by: a.keys().device_id(),
+        id: id.0,
+    }];
+    let contents = amana_core::envelope::seal::Contents {
+        context: amana_core::envelope::seal::SealContext::under(&roster, w.now()),
+        changes: &[],
+        witnesses: &[],
+        notices: &ack,
+    };
+    let envelope = amana_core::envelope::seal::seal(
+        header,
+        &contents,
+        &roster.current_epoch().recipient,
+        b.keys(),
+    )
+    .unwrap();
+    let mut env = w.env();
+    let mut client = w.client();
+    client
+        .upload(&mut env, b.keys(), &[envelope.into_bytes()])
+        .unwrap();
+    let result = w.sync(&mut a);
+    assert!(result.is_ok(), "{result:?} {:?}", quarantine_codes(&a));
+    assert_eq!(a.open_alarms().unwrap().len(), 1, "still open");
+}

@@ -38,6 +38,9 @@ const PAGE_TARGET_BYTES: usize = 64 * 1024;
 const REWIND: &str = "rewind_cursor";
 /// Meta entry: per device, the cursor of the last envelope applied from it.
 const APPLIED_AT: &str = "applied_cursors";
+/// Meta entry: per device, the highest seq the relay served and this device
+/// refused for its author's sake (not withheld: `verify::check_withheld`).
+const REFUSED: &str = "refused_seqs";
 /// Meta entry: the chain breaks a rewind was already tried for, and when.
 const REWOUND: &str = "rewound_breaks";
 /// How long before the same chain break is fetched again from the start:
@@ -139,7 +142,7 @@ pub(super) fn pull<T: Transport>(
     let rewind_from = read_u64(store, REWIND)?;
     let mut cursor = rewind_from.map_or(high, |r| r.min(high));
     let mut stored_cursor = high;
-    let mut applied_at = read_applied_at(store)?;
+    let mut applied_at = read_cursors(store, APPLIED_AT)?;
     // Every head applied so far: a device the relay stops listing is a
     // rollback too.
     let mut heads: BTreeMap<DeviceId, PeerHead> = store
@@ -148,7 +151,7 @@ pub(super) fn pull<T: Transport>(
         .map(|h| (h.device, h))
         .collect();
     let mut rewinds = Rewinds::load(store, env.now())?;
-    let mut refused: BTreeMap<DeviceId, u64> = BTreeMap::new();
+    let mut refused = read_cursors(store, REFUSED)?;
     let mut complete = false;
     let mut shred_applied = false;
     let mut witnesses = Witnesses::load(store)?;
@@ -289,7 +292,8 @@ pub(super) fn pull<T: Transport>(
         pulled.heads = changed.into_values().collect();
         pulled.meta = vec![
             (witness::CLAIMS, witnesses.encode()),
-            (APPLIED_AT, encode_applied_at(&applied_at)),
+            (APPLIED_AT, encode_cursors(&applied_at)),
+            (REFUSED, encode_cursors(&refused)),
         ];
         shred_applied |= !pulled.tombstones.is_empty();
         store.commit_pull(&pulled)?;
@@ -447,11 +451,15 @@ fn read_u64(store: &DeviceStore, name: &'static str) -> Result<Option<u64>, Stor
         .transpose()
 }
 
-fn read_applied_at(store: &DeviceStore) -> Result<BTreeMap<DeviceId, u64>, StoreError> {
-    let Some(bytes) = store.meta(APPLIED_AT)? else {
+/// A stored map of device to number (`APPLIED_AT`, `REFUSED`).
+fn read_cursors(
+    store: &DeviceStore,
+    name: &'static str,
+) -> Result<BTreeMap<DeviceId, u64>, StoreError> {
+    let Some(bytes) = store.meta(name)? else {
         return Ok(BTreeMap::new());
     };
-    let bad = || StoreError::Corrupt("applied cursors unreadable".into());
+    let bad = || StoreError::Corrupt(format!("{name} unreadable"));
     if bytes.len() % 24 != 0 {
         return Err(bad());
     }
@@ -466,7 +474,7 @@ fn read_applied_at(store: &DeviceStore) -> Result<BTreeMap<DeviceId, u64>, Store
         .collect()
 }
 
-fn encode_applied_at(map: &BTreeMap<DeviceId, u64>) -> Vec<u8> {
+fn encode_cursors(map: &BTreeMap<DeviceId, u64>) -> Vec<u8> {
     let mut out = Vec::with_capacity(map.len() * 24);
     for (device, cursor) in map {
         out.extend_from_slice(device.as_bytes());
