@@ -97,17 +97,25 @@ fn envelopes_signed_by_an_unknown_or_a_revoked_key_are_refused() {
         &[],
         &stranger,
     );
+    // The office fetches the roster once more for the stranger (it may
+    // have been added meanwhile) and asks for the rest of the page again,
+    // where the relay serves the stranger's envelope a second time.
+    let mut served = 0;
     let report = sync_via(
         &mut w,
         &mut office,
         pages(|page| {
-            for bytes in [&stolen, &unknown] {
-                append(page, bytes.clone());
+            served += 1;
+            if served == 1 {
+                append(page, stolen.clone());
+            }
+            if served <= 2 {
+                append(page, unknown.clone());
             }
         }),
     )
     .unwrap();
-    assert_eq!(report.quarantined.len(), 2);
+    assert_eq!(report.quarantined.len(), 2, "{:?}", report.quarantined);
     assert_eq!(
         quarantine_codes(&office),
         ["revoked_author", "unknown_author"]
@@ -1456,4 +1464,215 @@ fn an_acknowledgement_from_a_device_that_is_not_an_admin_closes_nothing() {
     let result = w.sync(&mut a);
     assert!(result.is_ok(), "{result:?} {:?}", quarantine_codes(&a));
     assert_eq!(a.open_alarms().unwrap().len(), 1, "still open");
+}
+
+/// The relay answers A's roster requests with "nothing new" after a
+/// revocation and rotation, so that A would keep sealing to the epoch the
+/// revoked device reads. The office's next envelope states the longer
+/// roster; A fetches the roster again, the relay still hides it, and A
+/// raises the alarm and seals nothing. (Before: A sealed its intake under
+/// the old epoch and the revoked device opened it.)
+#[test]
+fn a_roster_frozen_for_one_device_is_detected_and_it_seals_nothing_to_the_old_epoch() {
+    let (mut w, mut office, mut a) = team_with_three_envelopes();
+    let mut r = w.enrol(&mut office, "field-r", Role::Field);
+    w.sync(&mut r).unwrap();
+    w.sync(&mut a).unwrap();
+    {
+        let mut env = w.env();
+        let mut client = w.client();
+        admin::revoke(&mut office, &mut client, &mut env, "field-r").unwrap();
+    }
+    office
+        .record_intake(&case("after the revocation", w.now()))
+        .unwrap();
+    w.sync(&mut office).unwrap();
+    a.record_intake(&case("must not reach r", w.now())).unwrap();
+    let head_before = relay_head(&w, a.keys().device_id());
+    let frozen = sync_via(&mut w, &mut a, framed("roster", |ops| ops.clear()));
+    assert!(
+        matches!(frozen, Err(SyncError::RosterWithheld { author, .. }) if author == office.keys().device_id()),
+        "{frozen:?}"
+    );
+    assert_alarm(&frozen);
+    assert_eq!(
+        relay_head(&w, a.keys().device_id()),
+        head_before,
+        "nothing sealed or sent"
+    );
+    assert_eq!(a.outbox_len().unwrap(), 1, "the intake waits");
+    assert_eq!(open_codes(&a), ["roster_withheld"]);
+    // Honest again: A gets the roster and seals to the new epoch only.
+    w.sync(&mut a).unwrap();
+    let (seq, _) = relay_head(&w, a.keys().device_id());
+    let sent = w
+        .relay
+        .store()
+        .envelope_at(w.team, a.keys().device_id(), seq)
+        .unwrap()
+        .unwrap()
+        .bytes;
+    let envelope = amana_core::envelope::SealedEnvelope::parse(sent, &Default::default()).unwrap();
+    let opened_by_r = amana_core::envelope::seal::open(
+        &envelope,
+        w.team,
+        &a.keys().verifying_key(),
+        &r.epoch_keys().unwrap(),
+    );
+    assert!(
+        matches!(opened_by_r, Err(amana_core::EnvelopeError::UnknownEpoch(_))),
+        "the revoked device holds no key for it: {opened_by_r:?}"
+    );
+}
+
+/// A shred's forgetting rotation hidden from A the same way: the admin's
+/// snapshot, which follows it, states the longer roster.
+#[test]
+fn a_hidden_forget_rotation_is_detected_by_the_snapshot_that_follows_it() {
+    let (mut w, mut office, mut a) = team_with_three_envelopes();
+    w.sync(&mut office).unwrap();
+    let victim = office.cases().unwrap()[0].case.case_id;
+    {
+        let mut env = w.env();
+        let mut client = w.client();
+        amana_core::sync::shred::shred(
+            &mut office,
+            &mut client,
+            &mut env,
+            &victim.to_hex(),
+            amana_core::envelope::snapshot::ShredReason::ConsentWithdrawn,
+            &mut |_| {},
+        )
+        .unwrap();
+    }
+    let result = sync_via(&mut w, &mut a, framed("roster", |ops| ops.clear()));
+    assert!(
+        matches!(result, Err(SyncError::RosterWithheld { .. })),
+        "{result:?}"
+    );
+    w.sync(&mut a).unwrap();
+    assert!(a.cases().unwrap().iter().all(|c| c.case.case_id != victim));
+}
+
+/// Someone with a second admin's key signs another operation at the same
+/// position of the roster, and the relay shows that branch to B only (a
+/// new epoch whose key the relay holds). B's next envelope states its
+/// branch; the office sees two rosters the first time it reads it, and B
+/// sees them as soon as it reads the office's.
+#[test]
+fn two_roster_branches_are_detected_the_first_time_a_device_sees_both() {
+    let (mut w, mut office, mut a) = team_with_three_envelopes();
+    let admin2 = w.enrol(&mut office, "admin-2", Role::Admin);
+    let mut b = w.enrol(&mut office, "field-b", Role::Field);
+    w.sync(&mut b).unwrap();
+    let genuine_prefix = w.relay.store().roster(w.team).unwrap();
+    // The genuine branch goes on with a rotation by the office.
+    {
+        let mut env = w.env();
+        let mut client = w.client();
+        admin::rotate(&mut office, &mut client, &mut env).unwrap();
+    }
+    // The other branch: the same position, signed with admin-2's key,
+    // adding a device of the relay's.
+    let mut forked = Roster::verify(&genuine_prefix).unwrap();
+    let relay_device = DeviceKeys::generate();
+    let epoch_recipient = forked.current_epoch().recipient.clone();
+    forked
+        .append(
+            amana_core::roster::RosterChange::AddDevice(amana_core::roster::DeviceEntry {
+                signing_key: relay_device.verifying_key(),
+                recipient: age::x25519::Identity::generate().to_public(),
+                role: Role::Field,
+                label: age::encrypt(&epoch_recipient, b"relay").unwrap(),
+            }),
+            admin2.keys(),
+        )
+        .unwrap();
+    let branch: Vec<Vec<u8>> = forked.ops().iter().map(|o| o.as_bytes().to_vec()).collect();
+    b.record_intake(&case("sealed on the other branch", w.now()))
+        .unwrap();
+    sync_via(&mut w, &mut b, roster_as(branch.clone())).unwrap();
+    let result = w.sync(&mut office);
+    assert!(
+        matches!(result, Err(SyncError::RosterForkWitnessed { author, .. }) if author == b.keys().device_id()),
+        "{result:?}"
+    );
+    assert!(open_codes(&office).contains(&"roster_fork".to_owned()));
+    // B reads the office's envelope (sealed on the genuine branch, under
+    // an epoch B's branch does not have) and stops sealing.
+    office
+        .record_intake(&case("on the genuine branch", w.now()))
+        .unwrap();
+    w.sync(&mut office).ok();
+    b.record_intake(&case("held back", w.now())).unwrap();
+    let seen_by_b = sync_via(&mut w, &mut b, roster_as(branch));
+    assert!(
+        seen_by_b.as_ref().is_err_and(SyncError::roster_in_doubt),
+        "{seen_by_b:?}"
+    );
+    assert_eq!(
+        b.outbox_len().unwrap(),
+        1,
+        "nothing more sealed on the doubtful branch"
+    );
+    let _ = &mut a;
+}
+
+/// A device (its key stolen, or a broken build) seals under an epoch its
+/// own stated roster says is over, or states a roster older than one it
+/// had seen from others: both are alarms, the content (authentic) is kept.
+#[test]
+fn an_envelope_sealed_under_an_old_epoch_or_an_old_roster_is_an_alarm() {
+    let (mut w, mut office, a) = team_with_three_envelopes();
+    let mut b = w.enrol(&mut office, "field-b", Role::Field);
+    w.sync(&mut b).unwrap();
+    let old_roster = office.roster().unwrap().unwrap();
+    {
+        let mut env = w.env();
+        let mut client = w.client();
+        admin::rotate(&mut office, &mut client, &mut env).unwrap();
+    }
+    office
+        .record_intake(&case("office after rotation", w.now()))
+        .unwrap();
+    w.sync(&mut office).unwrap();
+    w.sync(&mut b).unwrap();
+    let a_id = a.keys().device_id();
+    // (1) The current roster stated, the old epoch used.
+    let mut old_epoch = Forgery::next(&office, a_id, relay_head(&w, a_id));
+    old_epoch.epoch = 1;
+    let first = old_epoch.seal(&office, &changes_of(&w, "old epoch"), &[], a.keys());
+    support::hostile::store_directly(&w, &first);
+    let result = w.sync(&mut b);
+    assert!(
+        matches!(result, Err(SyncError::StaleEpoch { epoch: 1, .. })),
+        "{result:?}"
+    );
+    // (2) The old roster stated (to its epoch), while witnessing the
+    // office's envelope written under the new one.
+    let office_id = office.keys().device_id();
+    let office_head = relay_head(&w, office_id);
+    let mut old_view = Forgery::next(&office, a_id, relay_head(&w, a_id));
+    old_view.epoch = 1;
+    old_view.context = Some(amana_core::envelope::seal::SealContext::under(
+        &old_roster,
+        w.now(),
+    ));
+    let witness = Witness {
+        device: office_id,
+        seq: office_head.0,
+        id: office_head.1,
+    };
+    let second = old_view.seal(&office, &changes_of(&w, "old roster"), &[witness], a.keys());
+    support::hostile::store_directly(&w, &second);
+    let result = w.sync(&mut b);
+    assert!(
+        matches!(result, Err(SyncError::StaleRoster { .. })),
+        "{result:?}"
+    );
+    let codes = open_codes(&b);
+    assert!(
+        codes.contains(&"stale_epoch".to_owned()) && codes.contains(&"stale_roster".to_owned()),
+        "{codes:?}"
+    );
 }

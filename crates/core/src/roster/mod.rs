@@ -450,6 +450,19 @@ impl Roster {
             .map_or(1, |e| e.epoch)
     }
 
+    /// The current epoch of this roster's first `len` operations (the
+    /// roster an author held when it had seen that many); `None` for 0.
+    pub fn current_epoch_at(&self, len: u64) -> Option<&EpochRecord> {
+        self.epochs.iter().rev().find(|e| e.started_at < len)
+    }
+
+    /// The hash of operation `index`, if the roster has it.
+    pub fn op_hash(&self, index: u64) -> Option<Digest> {
+        self.ops
+            .get(usize::try_from(index).ok()?)
+            .map(RosterOp::hash)
+    }
+
     /// A given epoch.
     pub fn epoch(&self, epoch: u32) -> Option<&EpochRecord> {
         self.epochs.iter().find(|e| e.epoch == epoch)

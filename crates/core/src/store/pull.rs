@@ -37,6 +37,8 @@ pub struct PulledPage {
     /// Every envelope this page chained (applied or passed over as
     /// retired), in order: kept to compare other devices' witnesses.
     pub chained: Vec<PeerHead>,
+    /// The roster length each applied envelope stated, by (device, seq).
+    pub stated_rosters: std::collections::BTreeMap<(DeviceId, u64), u64>,
     /// The cursor after this page.
     pub cursor: u64,
     /// Envelopes refused, with the reason.
@@ -73,7 +75,7 @@ impl DeviceStore {
         for head in &page.heads {
             super::sync_state::set_peer_head_in(&tx, &self.sealer, head)?;
         }
-        super::witness::record_in(&tx, &self.sealer, &page.chained)?;
+        super::witness::record_in(&tx, &self.sealer, &page.chained, &page.stated_rosters)?;
         for (envelope, reason) in &page.quarantined {
             super::sync_state::quarantine_in(&tx, &self.sealer, envelope, reason)?;
         }

@@ -37,10 +37,36 @@ impl DeviceStore {
         sealed
             .map(|sealed| {
                 let plain = self.sealer.open("peer_log", &key, &sealed)?;
-                Digest::from_slice(&plain)
+                Digest::from_slice(plain.get(..32).unwrap_or_default())
                     .map_err(|_| StoreError::Corrupt("peer log record unreadable".into()))
             })
             .transpose()
+    }
+
+    /// The roster length the envelope this device applied at `seq` of
+    /// `device`'s log stated it was sealed under, if known.
+    pub fn applied_roster_len(
+        &self,
+        device: &DeviceId,
+        seq: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let key = self.sealer.index("peer_log", &entry(device, seq));
+        let sealed: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT id_sealed FROM peer_log WHERE entry_key = ?1",
+                [&key],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        let plain = self.sealer.open("peer_log", &key, &sealed)?;
+        Ok(plain
+            .get(32..40)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes))
     }
 
     fn own_envelope_id(&self, seq: u64) -> Result<Option<Digest>, StoreError> {
@@ -119,15 +145,21 @@ fn entry(device: &DeviceId, seq: u64) -> [u8; 24] {
     out
 }
 
-/// Records the id of every envelope a pulled page chained.
+/// Records the id of every envelope a pulled page chained, and the roster
+/// length each stated (where it could be read).
 pub(super) fn record_in(
     tx: &rusqlite::Transaction<'_>,
     sealer: &super::Sealer,
     chained: &[PeerHead],
+    stated: &BTreeMap<(DeviceId, u64), u64>,
 ) -> Result<(), StoreError> {
     for head in chained {
         let key = sealer.index("peer_log", &entry(&head.device, head.seq));
-        let sealed = sealer.seal("peer_log", &key, head.id.as_bytes());
+        let mut value = head.id.as_bytes().to_vec();
+        if let Some(len) = stated.get(&(head.device, head.seq)) {
+            value.extend_from_slice(&len.to_be_bytes());
+        }
+        let sealed = sealer.seal("peer_log", &key, &value);
         tx.execute(
             "INSERT OR REPLACE INTO peer_log (entry_key, id_sealed) VALUES (?1, ?2)",
             params![key, sealed],

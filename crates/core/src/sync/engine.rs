@@ -152,12 +152,15 @@ fn run<T: Transport>(
     // Pull before sealing: a snapshot may shred a case, and this device's
     // unsent changes to it must then never be sealed under the new epoch.
     let pulled = if role.reads_cases() {
-        super::pull::pull(store, client, env, &roster, progress, &mut report)
+        super::pull::pull(store, client, env, &mut roster, progress, &mut report)
     } else {
         Ok(())
     };
+    // A device whose view of the roster is in doubt seals nothing: it
+    // could seal to an epoch a revoked device reads.
     if let Err(e) = &pulled
-        && !(e.is_integrity_alarm() || matches!(e, SyncError::MissingEpochKey(_)))
+        && (e.roster_in_doubt()
+            || !(e.is_integrity_alarm() || matches!(e, SyncError::MissingEpochKey(_))))
     {
         return pulled.map(|()| report);
     }

@@ -229,6 +229,63 @@ pub enum SyncError {
         /// The device whose envelope witnessed the other view.
         witness: DeviceId,
     },
+    /// Another device wrote under a longer roster than the relay gives
+    /// this device: operations (a revocation, a rotation) are hidden from
+    /// it. This device seals nothing until it has them.
+    #[error(
+        "INTEGRITY ALARM: device {author} wrote under a roster of {claimed} operations, but the relay gives this device only {ours}: a revocation or key rotation is being hidden from it. Nothing new was sealed; tell the office"
+    )]
+    RosterWithheld {
+        /// The device whose envelope stated the longer roster.
+        author: DeviceId,
+        /// Its seq.
+        seq: u64,
+        /// The roster length it stated.
+        claimed: u64,
+        /// The roster length this device holds.
+        ours: u64,
+    },
+    /// Another device sealed under a different roster operation at a
+    /// position this device holds: two roster branches.
+    #[error(
+        "INTEGRITY ALARM: device {author} wrote under a roster whose operation {index} differs from this device's (two rosters shown to two groups of devices). Nothing new was sealed; tell the office at once"
+    )]
+    RosterForkWitnessed {
+        /// The device whose envelope stated the other branch.
+        author: DeviceId,
+        /// Its seq.
+        seq: u64,
+        /// The index of the last operation it stated.
+        index: u64,
+    },
+    /// A device sealed under another epoch than its stated roster's.
+    #[error(
+        "INTEGRITY ALARM: device {device} sealed envelope {seq} under epoch {epoch} while the roster it states makes epoch {expected} current. Tell the office"
+    )]
+    StaleEpoch {
+        /// The author.
+        device: DeviceId,
+        /// Its seq.
+        seq: u64,
+        /// The epoch it sealed under.
+        epoch: u32,
+        /// The epoch its stated roster makes current.
+        expected: u32,
+    },
+    /// A device wrote under a roster older than one it had seen.
+    #[error(
+        "INTEGRITY ALARM: device {device} wrote envelope {seq} under a roster of {stated} operations after applying an envelope written under {witnessed}. Tell the office"
+    )]
+    StaleRoster {
+        /// The author.
+        device: DeviceId,
+        /// Its seq.
+        seq: u64,
+        /// The roster length it stated.
+        stated: u64,
+        /// The roster length of an envelope it witnessed.
+        witnessed: u64,
+    },
     /// Another device applied more of a log than the relay gives this one.
     #[error(
         "INTEGRITY ALARM: device {witness} has seen device {device}'s log up to seq {seq}, but the relay gives this device only up to seq {applied} (withheld from this device). Tell the office"
@@ -269,6 +326,10 @@ impl SyncError {
             SyncError::Withheld { .. } => "withheld",
             SyncError::ForkWitnessed { .. } => "fork_witnessed",
             SyncError::WitnessedAhead { .. } => "witnessed_ahead",
+            SyncError::RosterWithheld { .. } => "roster_withheld",
+            SyncError::RosterForkWitnessed { .. } => "roster_fork",
+            SyncError::StaleEpoch { .. } => "stale_epoch",
+            SyncError::StaleRoster { .. } => "stale_roster",
             SyncError::SafetyNumberMismatch => "safety_number_mismatch",
             SyncError::Transport(TransportError::PinMismatch) => "tls_pin_mismatch",
             _ => return None,
@@ -283,6 +344,10 @@ impl SyncError {
                 (None, Some(*seq))
             }
             SyncError::Rollback { device, relay, .. } => (Some(*device), Some(*relay)),
+            SyncError::RosterWithheld { author, seq, .. }
+            | SyncError::RosterForkWitnessed { author, seq, .. } => (Some(*author), Some(*seq)),
+            SyncError::StaleEpoch { device, seq, .. }
+            | SyncError::StaleRoster { device, seq, .. } => (Some(*device), Some(*seq)),
             SyncError::Fork { device, seq }
             | SyncError::ForkWitnessed { device, seq, .. }
             | SyncError::WitnessedAhead { device, seq, .. } => (Some(*device), Some(*seq)),
@@ -291,6 +356,15 @@ impl SyncError {
             } => (Some(*device), Some(received + 1)),
             _ => (None, None),
         }
+    }
+
+    /// Whether this device's own view of the roster is in doubt, so it must
+    /// not seal anything (it could seal to a key a revoked device holds).
+    pub fn roster_in_doubt(&self) -> bool {
+        matches!(
+            self,
+            SyncError::RosterWithheld { .. } | SyncError::RosterForkWitnessed { .. }
+        )
     }
 
     /// Whether retrying later may succeed without anyone doing anything.

@@ -19,7 +19,10 @@ use std::collections::BTreeMap;
 
 use super::client::RelayClient;
 use super::engine::{Progress, SyncReport, interrupted};
-use super::verify::{Refusal, check_envelope, check_heads, check_page_order, check_withheld};
+use super::verify::{
+    Refusal, RosterView, check_context, check_envelope, check_heads, check_page_order,
+    check_withheld,
+};
 use super::witness::{self, Witnesses};
 use super::{Env, Rejection, SyncError, alarms};
 use crate::envelope::seal::{self, Notice};
@@ -130,13 +133,17 @@ pub(super) fn pull<T: Transport>(
     store: &mut DeviceStore,
     client: &mut RelayClient<T>,
     env: &mut Env,
-    roster: &Roster,
+    roster: &mut Roster,
     progress: &mut dyn FnMut(Progress),
     report: &mut SyncReport,
 ) -> Result<(), SyncError> {
     let me = store.keys().device_id();
-    let keyring = store.epoch_keys()?;
-    let retired_below = roster.retired_below();
+    let mut keyring = store.epoch_keys()?;
+    let mut retired_below = roster.retired_below();
+    let mut roster_fetches = 0;
+    // The entry the roster was last fetched again for: a second stop at
+    // the same entry is judged with what the fetch brought.
+    let mut refetched_for: Option<u64> = None;
     let mut shredded = store.shredded_cases()?;
     let high = store.cursor()?;
     let rewind_from = read_u64(store, REWIND)?;
@@ -190,6 +197,35 @@ pub(super) fn pull<T: Transport>(
             }
             match check_envelope(&entry.bytes, roster, &keyring, &heads) {
                 Ok(opened) => {
+                    if opened.header.device != me {
+                        let view = check_context(roster, opened.header.epoch, &opened.context);
+                        if view == RosterView::Ahead {
+                            // Its author saw more of the roster: fetch it
+                            // before this envelope is judged.
+                            stopped = Some(Stop::RosterAhead {
+                                at: entry.cursor,
+                                author: opened.header.device,
+                                seq: opened.header.seq,
+                                claimed: opened.context.roster_len,
+                            });
+                            break;
+                        }
+                        let alarm = roster_alarm(view, &opened).or_else(|| {
+                            stale_roster(store, &opened, &pulled.stated_rosters).transpose()
+                        });
+                        if let Some(alarm) = alarm.transpose()? {
+                            pulled.quarantined.push((
+                                entry.bytes.clone(),
+                                format!("{}: {alarm}", alarm.alarm_code().unwrap_or("alarm")),
+                            ));
+                            pulled.alarms.extend(alarms::of_error(&alarm));
+                            first_alarm.get_or_insert(alarm);
+                        }
+                        pulled.stated_rosters.insert(
+                            (opened.header.device, opened.header.seq),
+                            opened.context.roster_len,
+                        );
+                    }
                     let head = PeerHead {
                         device: opened.header.device,
                         seq: opened.header.seq,
@@ -260,10 +296,40 @@ pub(super) fn pull<T: Transport>(
                     report.skipped_retired += 1;
                 }
                 Err(Refusal::MissingKey(epoch)) => {
-                    stopped = Some(epoch);
+                    stopped = Some(Stop::MissingKey(epoch));
                     break;
                 }
-                Err(Refusal::Quarantine(rejection)) => {
+                Err(Refusal::RosterAhead)
+                    if refetched_for != Some(entry.cursor) && roster_fetches < ROSTER_FETCHES =>
+                {
+                    let header = header_of(&entry.bytes);
+                    stopped = Some(Stop::RosterAhead {
+                        at: entry.cursor,
+                        author: header.as_ref().map_or(me, |h| h.device),
+                        seq: header.map_or(0, |h| h.seq),
+                        claimed: roster.ops().len() as u64 + 1,
+                    });
+                    break;
+                }
+                Err(Refusal::UnknownAuthor(_))
+                    if refetched_for != Some(entry.cursor) && roster_fetches < ROSTER_FETCHES =>
+                {
+                    stopped = Some(Stop::UnknownAuthor { at: entry.cursor });
+                    break;
+                }
+                Err(Refusal::RosterAhead) => {
+                    // Fetched again for this very envelope, and still
+                    // behind: the relay hides the roster it was sealed under.
+                    let header = header_of(&entry.bytes);
+                    stopped = Some(Stop::Alarm(SyncError::RosterWithheld {
+                        author: header.as_ref().map_or(me, |h| h.device),
+                        seq: header.map_or(0, |h| h.seq),
+                        claimed: roster.ops().len() as u64 + 1,
+                        ours: roster.ops().len() as u64,
+                    }));
+                    break;
+                }
+                Err(Refusal::Quarantine(rejection) | Refusal::UnknownAuthor(rejection)) => {
                     if refused_for_its_author(&rejection)
                         && let Some(header) = header_of(&entry.bytes)
                     {
@@ -298,8 +364,45 @@ pub(super) fn pull<T: Transport>(
         shred_applied |= !pulled.tombstones.is_empty();
         store.commit_pull(&pulled)?;
         cursor = position;
-        if let Some(epoch) = stopped {
-            break Err(SyncError::MissingEpochKey(epoch));
+        match stopped {
+            Some(Stop::MissingKey(epoch)) => break Err(SyncError::MissingEpochKey(epoch)),
+            Some(Stop::Alarm(e)) => break Err(e),
+            Some(Stop::RosterAhead {
+                at,
+                author,
+                seq,
+                claimed,
+            }) => {
+                roster_fetches += 1;
+                refetched_for = Some(at);
+                let fresh = super::engine::refresh_roster(store, client, env)?;
+                if (fresh.ops().len() as u64) < claimed {
+                    break Err(SyncError::RosterWithheld {
+                        author,
+                        seq,
+                        claimed,
+                        ours: fresh.ops().len() as u64,
+                    });
+                }
+                *roster = fresh;
+                retired_below = roster.retired_below();
+                if super::keys::missing_any(store, roster)? {
+                    report.epoch_keys_received += super::keys::collect(store, client, env, roster)?;
+                }
+                keyring = store.epoch_keys()?;
+                continue;
+            }
+            Some(Stop::UnknownAuthor { at }) => {
+                // Once: a device added after this sync fetched the roster.
+                // Its envelope is judged against the new roster (refused
+                // as unknown if it is still not on it).
+                refetched_for = Some(at);
+                roster_fetches += 1;
+                *roster = super::engine::refresh_roster(store, client, env)?;
+                retired_below = roster.retired_below();
+                continue;
+            }
+            None => {}
         }
         if !page.more {
             if let Err(e) = check_withheld(&page, &heads, &refused) {
@@ -379,6 +482,77 @@ fn take_notices(
             _ => {}
         }
     }
+}
+
+/// Why a page was cut short before its end.
+enum Stop {
+    /// No key for this epoch yet.
+    MissingKey(u32),
+    /// An envelope's author held a longer roster than this device.
+    RosterAhead {
+        at: u64,
+        author: DeviceId,
+        seq: u64,
+        claimed: u64,
+    },
+    /// An envelope of an author this roster does not know.
+    UnknownAuthor { at: u64 },
+    /// An alarm that ends the pull before this envelope.
+    Alarm(SyncError),
+}
+
+/// How often one pull fetches the roster again for envelopes that state a
+/// longer one.
+const ROSTER_FETCHES: usize = 4;
+
+/// The alarm an envelope's stated roster raises, if any.
+fn roster_alarm(
+    view: RosterView,
+    opened: &seal::OpenedEnvelope,
+) -> Option<Result<SyncError, StoreError>> {
+    let (device, seq) = (opened.header.device, opened.header.seq);
+    match view {
+        RosterView::Consistent | RosterView::Ahead => None,
+        RosterView::Fork => Some(Ok(SyncError::RosterForkWitnessed {
+            author: device,
+            seq,
+            index: opened.context.roster_len.saturating_sub(1),
+        })),
+        RosterView::StaleEpoch { expected } => Some(Ok(SyncError::StaleEpoch {
+            device,
+            seq,
+            epoch: opened.header.epoch,
+            expected,
+        })),
+    }
+}
+
+/// An author that states a roster older than one stated by an envelope it
+/// witnessed had seen that newer roster (an honest device fetches it
+/// before going on) and wrote under the old one anyway.
+fn stale_roster(
+    store: &DeviceStore,
+    opened: &seal::OpenedEnvelope,
+    in_page: &BTreeMap<(DeviceId, u64), u64>,
+) -> Result<Option<SyncError>, StoreError> {
+    let stated = opened.context.roster_len;
+    for w in &opened.witnesses {
+        let seen = match in_page.get(&(w.device, w.seq)) {
+            Some(len) => Some(*len),
+            None => store.applied_roster_len(&w.device, w.seq)?,
+        };
+        if let Some(witnessed) = seen
+            && witnessed > stated
+        {
+            return Ok(Some(SyncError::StaleRoster {
+                device: opened.header.device,
+                seq: opened.header.seq,
+                stated,
+                witnessed,
+            }));
+        }
+    }
+    Ok(None)
 }
 
 /// Requests cut off in a row that a pull retries.

@@ -119,12 +119,61 @@ pub(super) enum Refusal {
     /// verified and chained, its content passed over.
     Retired(PeerHead),
     MissingKey(u32),
+    /// Signed by a roster device under an epoch beyond this device's
+    /// roster: its author holds a longer roster.
+    RosterAhead,
+    /// An author this roster does not know: perhaps a device added since
+    /// it was fetched (fetch it once more before refusing).
+    UnknownAuthor(Rejection),
     Quarantine(Rejection),
 }
 
 impl From<Rejection> for Refusal {
     fn from(rejection: Rejection) -> Self {
         Refusal::Quarantine(rejection)
+    }
+}
+
+/// How an envelope's seal context stands against this device's roster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum RosterView {
+    /// The author sealed under this roster or a prefix of it, to that
+    /// prefix's current epoch.
+    Consistent,
+    /// The author held more of the roster than this device: fetch it
+    /// before going on.
+    Ahead,
+    /// The author held another operation at the same position: two
+    /// roster branches.
+    Fork,
+    /// The author sealed under another epoch than the current one of the
+    /// roster it states (an epoch it knew was over, or one not yet begun).
+    StaleEpoch {
+        /// The epoch that roster made current.
+        expected: u32,
+    },
+}
+
+/// Compares the roster an envelope states it was sealed under with this
+/// device's (`docs/protocol.md`, "Seal context").
+pub(super) fn check_context(
+    roster: &Roster,
+    epoch: u32,
+    context: &seal::SealContext,
+) -> RosterView {
+    let len = context.roster_len;
+    if len > roster.ops().len() as u64 {
+        return RosterView::Ahead;
+    }
+    if len == 0 || roster.op_hash(len - 1) != Some(context.roster_head) {
+        return RosterView::Fork;
+    }
+    match roster.current_epoch_at(len) {
+        Some(current) if current.epoch == epoch => RosterView::Consistent,
+        Some(current) => RosterView::StaleEpoch {
+            expected: current.epoch,
+        },
+        None => RosterView::Fork,
     }
 }
 
@@ -147,7 +196,27 @@ pub(super) fn check_envelope(
         }
         .into());
     }
-    let record = roster.check_author(&header).map_err(Rejection::Author)?;
+    let record = match roster.check_author(&header) {
+        Ok(record) => record,
+        Err(e @ crate::error::AuthorError::UnknownDevice(_)) => {
+            return Err(Refusal::UnknownAuthor(Rejection::Author(e)));
+        }
+        Err(crate::error::AuthorError::UnknownEpoch { epoch, current }) if epoch > current => {
+            // Only a genuine envelope of a roster device says its author
+            // saw more: a forged one is refused for its signature.
+            let key = roster
+                .device(&device)
+                .map(|d| d.entry.signing_key)
+                .ok_or(Refusal::RosterAhead)?;
+            let signed = match &stored {
+                Stored::Whole(envelope) => envelope.verify_signature(&key),
+                Stored::Stub(stub) => stub.verify_signature(&key),
+            };
+            signed.map_err(|error| Rejection::Signature { device, seq, error })?;
+            return Err(Refusal::RosterAhead);
+        }
+        Err(e) => return Err(Rejection::Author(e).into()),
+    };
     let key = record.entry.signing_key;
     let signed = match &stored {
         Stored::Whole(envelope) => envelope.verify_signature(&key),
