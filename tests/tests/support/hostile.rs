@@ -136,6 +136,17 @@ pub fn changes_of(w: &World, note: &str) -> Vec<CaseChange> {
         .collect()
 }
 
+/// The Automerge change of a new case whose note is `note`, written under
+/// `author`'s actor id: what that device's own build would write.
+pub fn changes_as(w: &World, author: DeviceId, note: &str) -> Vec<CaseChange> {
+    let new = case(note, w.now());
+    let (_, change) = amana_core::case::CaseDoc::create(&new, author).unwrap();
+    vec![CaseChange {
+        case: new.case_id,
+        change,
+    }]
+}
+
 /// What to put in a forged envelope's header.
 pub struct Forgery {
     pub team: TeamId,

@@ -319,6 +319,20 @@ impl CaseDoc {
             .ok_or_else(|| CaseError::Corrupt("no change was recorded".into()))
     }
 
+    /// The device whose id is the actor of an encoded change, if the bytes
+    /// are a change and its actor is a device id.
+    pub fn change_author(bytes: &[u8]) -> Option<DeviceId> {
+        let change = Change::from_bytes(bytes.to_vec()).ok()?;
+        DeviceId::from_slice(change.actor_id().to_bytes()).ok()
+    }
+
+    /// The device that wrote the document's first change (whoever
+    /// recorded the intake), if its actor is a device id.
+    pub fn creator(&mut self) -> Option<DeviceId> {
+        let first = self.doc.get_changes(&[]).into_iter().next()?;
+        DeviceId::from_slice(first.actor_id().to_bytes()).ok()
+    }
+
     /// The case id recorded in the document.
     pub fn case_id(&self) -> Result<CaseId, CaseError> {
         Ok(self.read()?.case.case_id)

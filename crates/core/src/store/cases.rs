@@ -134,10 +134,11 @@ impl DeviceStore {
     }
 }
 
-/// Applies received changes inside an open transaction (the sync engine
-/// commits them together with its cursor). The Automerge work of each
-/// case runs on every core (a first sync brings thousands of cases); the
-/// database is read and written from this thread only.
+/// Applies changes as they are, inside an open transaction (the sync
+/// engine does not: it checks each envelope's changes first and writes the
+/// documents it checked, see [`write_checked_in`]). The Automerge work of
+/// each case runs on every core; the database is read and written from
+/// this thread only.
 pub(crate) fn apply_in(
     tx: &Transaction<'_>,
     sealer: &super::Sealer,
@@ -148,73 +149,74 @@ pub(crate) fn apply_in(
     for c in changes {
         by_case.entry(c.case).or_default().push(c.change.clone());
     }
-    let work = by_case
+    let mut work = by_case
         .into_iter()
         .map(|(id, batch)| Ok((id, batch, load_sealed(tx, sealer, id)?)))
         .collect::<Result<Vec<_>, StoreError>>()?;
     let device = keys.device_id();
-    let rows: Vec<Result<SealedCase, StoreError>> = on_every_core(&work, |(id, batch, held)| {
-        let mut doc = match held {
-            Some(bytes) => {
-                let mut doc = CaseDoc::load(bytes, device)?;
-                doc.apply_changes(batch)?;
-                doc
-            }
-            None => CaseDoc::from_changes(batch, device)?,
-        };
-        Ok(SealedCase::build(sealer, *id, &mut doc))
-    });
+    let rows: Vec<Result<SealedCase, StoreError>> =
+        on_every_core_mut(&mut work, |(id, batch, held)| {
+            let mut doc = match held {
+                Some(bytes) => {
+                    let mut doc = CaseDoc::load(bytes, device)?;
+                    doc.apply_changes(batch)?;
+                    doc
+                }
+                None => CaseDoc::from_changes(batch, device)?,
+            };
+            Ok(SealedCase::build(sealer, *id, &mut doc))
+        });
     for row in rows {
         row?.write(tx)?;
     }
     Ok(())
 }
 
-/// Merges whole documents from a snapshot inside an open transaction.
-pub(crate) fn merge_saved_in(
+/// A case document checked and updated by the sync engine, with its view,
+/// ready to be written.
+#[derive(Debug)]
+pub struct CheckedCase {
+    /// The case.
+    pub case: CaseId,
+    /// Its document.
+    pub doc: CaseDoc,
+    /// Its view (`None` if it does not read as a case).
+    pub view: Option<CaseView>,
+}
+
+/// Writes documents the engine already checked and updated, inside an
+/// open transaction (the Automerge work of saving runs on every core).
+pub(crate) fn write_checked_in(
     tx: &Transaction<'_>,
     sealer: &super::Sealer,
-    keys: &crate::keys::DeviceKeys,
-    docs: &[SavedCase],
+    docs: &mut [CheckedCase],
 ) -> Result<(), StoreError> {
-    let work = docs
-        .iter()
-        .map(|saved| Ok((saved, load_sealed(tx, sealer, saved.case)?)))
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    let device = keys.device_id();
-    let rows: Vec<Result<SealedCase, StoreError>> = on_every_core(&work, |(saved, held)| {
-        let mut doc = match held {
-            Some(bytes) => {
-                let mut doc = CaseDoc::load(bytes, device)?;
-                doc.merge_saved(&saved.doc)?;
-                doc
-            }
-            None => CaseDoc::load(&saved.doc, device)?,
-        };
-        Ok(SealedCase::build(sealer, saved.case, &mut doc))
+    let rows: Vec<SealedCase> = on_every_core_mut(docs, |c| {
+        SealedCase::build_with_view(sealer, c.case, &mut c.doc, c.view.as_ref())
     });
     for row in rows {
-        row?.write(tx)?;
+        row.write(tx)?;
     }
     Ok(())
 }
 
 /// `f` over `items`, split across the machine's cores when there are
 /// enough items to be worth a thread; results in the order of `items`.
-fn on_every_core<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+fn on_every_core_mut<T: Send, R: Send>(items: &mut [T], f: impl Fn(&mut T) -> R + Sync) -> Vec<R> {
     const PER_THREAD: usize = 16;
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(items.len() / PER_THREAD)
         .max(1);
     if threads == 1 {
-        return items.iter().map(&f).collect();
+        return items.iter_mut().map(&f).collect();
     }
     let f = &f;
+    let chunk = items.len().div_ceil(threads);
     std::thread::scope(|scope| {
         let handles: Vec<_> = items
-            .chunks(items.len().div_ceil(threads))
-            .map(|chunk| scope.spawn(move || chunk.iter().map(f).collect::<Vec<R>>()))
+            .chunks_mut(chunk)
+            .map(|part| scope.spawn(move || part.iter_mut().map(f).collect::<Vec<R>>()))
             .collect();
         handles
             .into_iter()
@@ -224,6 +226,33 @@ fn on_every_core<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> V
             })
             .collect()
     })
+}
+
+/// A case's saved document and its stored view.
+pub type HeldCase = (zeroize::Zeroizing<Vec<u8>>, Option<CaseView>);
+
+impl DeviceStore {
+    /// A case's document and its stored view, if this device holds it.
+    pub fn held_case(&self, id: CaseId) -> Result<Option<HeldCase>, StoreError> {
+        let key = case_key(&self.sealer, id);
+        let row: Option<(Vec<u8>, Option<Vec<u8>>)> = self
+            .conn
+            .query_row(
+                "SELECT doc_sealed, view_sealed FROM cases WHERE case_key = ?1",
+                [&key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((doc, view)) = row else {
+            return Ok(None);
+        };
+        let doc = self.sealer.open("cases", &key, &doc)?;
+        let view = match view {
+            Some(sealed) => serde_json::from_slice(&self.sealer.open(VIEWS, &key, &sealed)?).ok(),
+            None => None,
+        };
+        Ok(Some((doc, view)))
+    }
 }
 
 impl DeviceStore {
@@ -290,12 +319,21 @@ struct SealedCase {
 
 impl SealedCase {
     fn build(sealer: &super::Sealer, id: CaseId, doc: &mut CaseDoc) -> SealedCase {
+        let view = doc.read().ok();
+        SealedCase::build_with_view(sealer, id, doc, view.as_ref())
+    }
+
+    /// As [`SealedCase::build`], with the view already read.
+    fn build_with_view(
+        sealer: &super::Sealer,
+        id: CaseId,
+        doc: &mut CaseDoc,
+        view: Option<&CaseView>,
+    ) -> SealedCase {
         let key = case_key(sealer, id);
         let sealed = sealer.seal("cases", &key, &zeroize::Zeroizing::new(doc.save()));
-        let view = doc
-            .read()
-            .ok()
-            .and_then(|view| serde_json::to_vec(&view).ok())
+        let view = view
+            .and_then(|view| serde_json::to_vec(view).ok())
             .map(|json| sealer.seal(VIEWS, &key, &zeroize::Zeroizing::new(json)));
         SealedCase {
             key,

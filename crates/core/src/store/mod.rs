@@ -25,6 +25,7 @@ pub mod wipe;
 mod witness;
 
 pub use alarms::{Acknowledgement, Alarm, AlarmId, NewAlarm};
+pub use cases::CheckedCase;
 pub use pull::{PulledPage, Submission};
 pub use receiving::Delivered;
 pub use sync_state::{OutboxEntry, PeerHead, QuarantinedEnvelope};

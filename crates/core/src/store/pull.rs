@@ -2,9 +2,8 @@
 //! page (changes, heads, cursor and quarantine together), and what an
 //! intake-role device keeps after it has handed its cases in.
 
-use super::{DeviceStore, StoreError, cases};
-use crate::envelope::seal::CaseChange;
-use crate::envelope::snapshot::{SavedCase, Snapshot, Tombstone};
+use super::{CheckedCase, DeviceStore, StoreError, cases};
+use crate::envelope::snapshot::{Snapshot, Tombstone};
 use crate::ids::{CaseId, DeviceId};
 use crate::store::{Alarm, AlarmId, NewAlarm, PeerHead};
 
@@ -22,10 +21,8 @@ pub struct Submission {
 /// A verified page, ready to commit.
 #[derive(Debug, Default)]
 pub struct PulledPage {
-    /// Changes from other devices to apply.
-    pub changes: Vec<CaseChange>,
-    /// Whole documents from a snapshot, merged into what is held.
-    pub docs: Vec<SavedCase>,
+    /// The case documents the page changed, checked, with their views.
+    pub checked: Vec<CheckedCase>,
     /// Cases shredded by a snapshot: deleted, their tombstones kept.
     pub tombstones: Vec<Tombstone>,
     /// Device labels a snapshot carried.
@@ -59,13 +56,13 @@ pub struct PulledPage {
 impl DeviceStore {
     /// Commits a pulled page in one transaction: either all of it (changes,
     /// heads, cursor, quarantine, alarms, bookkeeping) is stored, or none.
-    pub fn commit_pull(&mut self, page: &PulledPage) -> Result<(), StoreError> {
+    pub fn commit_pull(&mut self, mut page: PulledPage) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         for tombstone in &page.tombstones {
             super::shred::shred_in(&tx, &self.sealer, tombstone)?;
         }
-        cases::merge_saved_in(&tx, &self.sealer, &self.keys, &page.docs)?;
-        cases::apply_in(&tx, &self.sealer, &self.keys, &page.changes)?;
+        let mut checked = std::mem::take(&mut page.checked);
+        cases::write_checked_in(&tx, &self.sealer, &mut checked)?;
         if !page.labels.is_empty() {
             super::shred::remember_labels_in(&tx, &self.sealer, &page.labels)?;
         }

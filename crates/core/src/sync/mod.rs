@@ -29,6 +29,7 @@ mod error;
 pub mod http;
 pub mod invites;
 mod keys;
+mod permissions;
 mod pull;
 mod rejection;
 pub mod shred;

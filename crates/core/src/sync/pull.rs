@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 
 use super::client::RelayClient;
 use super::engine::{Progress, SyncReport, interrupted};
+use super::permissions::PageDocs;
 use super::verify::{
     Refusal, RosterView, check_context, check_envelope, check_heads, check_page_order,
     check_withheld,
@@ -26,6 +27,7 @@ use super::verify::{
 use super::witness::{self, Witnesses};
 use super::{Env, Rejection, SyncError, alarms};
 use crate::envelope::seal::{self, Notice};
+use crate::envelope::snapshot::Snapshot;
 use crate::framing::PageHead;
 use crate::ids::DeviceId;
 use crate::roster::{Role, Roster};
@@ -186,6 +188,7 @@ pub(super) fn pull<T: Transport>(
             ..PulledPage::default()
         };
         let mut position = cursor;
+        let mut docs = PageDocs::new(me);
         let mut changed: BTreeMap<DeviceId, PeerHead> = BTreeMap::new();
         let mut stopped = None;
         for entry in &page.entries {
@@ -257,22 +260,29 @@ pub(super) fn pull<T: Transport>(
                     if head.device != me {
                         take_notices(roster, me, &opened, &mut pulled);
                     }
-                    if let Some(mut part) = opened.snapshot {
-                        for t in &part.tombstones {
-                            if shredded.insert(t.case) {
-                                report.cases_shredded += 1;
-                            }
+                    let refusal = if head.device == me {
+                        // What this device wrote is applied here already;
+                        // its own snapshot's tombstones are recorded.
+                        if let Some(part) = opened.snapshot {
+                            pulled.tombstones.extend(part.tombstones.iter().copied());
+                            pulled.snapshot_parts.push(Snapshot {
+                                cases: Vec::new(),
+                                ..part
+                            });
                         }
-                        pulled.tombstones.extend(part.tombstones.iter().copied());
-                        let docs = std::mem::take(&mut part.cases);
-                        if head.device != me {
-                            pulled
-                                .docs
-                                .extend(docs.into_iter().filter(|c| !shredded.contains(&c.case)));
-                        }
-                        pulled.labels.extend(part.labels.iter().cloned());
-                        pulled.snapshot_parts.push(part);
-                    } else if head.device != me {
+                        None
+                    } else if let Some(part) = opened.snapshot {
+                        take_snapshot(
+                            store,
+                            part,
+                            head,
+                            &mut docs,
+                            &mut shredded,
+                            &mut pulled,
+                            report,
+                        )?
+                    } else {
+                        let mut kept = Vec::with_capacity(opened.changes.len());
                         for change in opened.changes {
                             if shredded.contains(&change.case) {
                                 report.discarded_shredded += 1;
@@ -282,10 +292,26 @@ pub(super) fn pull<T: Transport>(
                                     report.late_writers_to_shredded.push(head.device);
                                 }
                             } else {
-                                report.applied_changes += 1;
-                                pulled.changes.push(change);
+                                kept.push(change);
                             }
                         }
+                        let role = roster
+                            .device(&head.device)
+                            .map_or(Role::Auditor, |d| d.entry.role);
+                        let refusal = docs.apply(store, head.device, role, head.seq, &kept)?;
+                        if refusal.is_none() {
+                            report.applied_changes += kept.len();
+                        }
+                        refusal
+                    };
+                    if let Some(rejection) = refusal {
+                        // Authentic, so chained; not applied; kept as
+                        // evidence, with its alarm.
+                        pulled
+                            .quarantined
+                            .push((entry.bytes.clone(), rejection.record()));
+                        pulled.alarms.push(alarms::of_rejection(&rejection));
+                        report.quarantined.push(rejection);
                     }
                 }
                 Err(Refusal::Retired(head)) => {
@@ -356,13 +382,14 @@ pub(super) fn pull<T: Transport>(
         stored_cursor = stored_cursor.max(position);
         pulled.cursor = stored_cursor;
         pulled.heads = changed.into_values().collect();
+        pulled.checked = docs.into_checked(&shredded);
         pulled.meta = vec![
             (witness::CLAIMS, witnesses.encode()),
             (APPLIED_AT, encode_cursors(&applied_at)),
             (REFUSED, encode_cursors(&refused)),
         ];
         shred_applied |= !pulled.tombstones.is_empty();
-        store.commit_pull(&pulled)?;
+        store.commit_pull(pulled)?;
         cursor = position;
         match stopped {
             Some(Stop::MissingKey(epoch)) => break Err(SyncError::MissingEpochKey(epoch)),
@@ -482,6 +509,42 @@ fn take_notices(
             _ => {}
         }
     }
+}
+
+/// Applies one part of another device's snapshot (the roster checked it
+/// comes from an admin): its tombstones must name its signer, or nothing
+/// of it is applied. Returns the refusal, if any.
+fn take_snapshot(
+    store: &DeviceStore,
+    mut part: Snapshot,
+    head: PeerHead,
+    docs: &mut PageDocs,
+    shredded: &mut std::collections::BTreeSet<crate::ids::CaseId>,
+    pulled: &mut PulledPage,
+    report: &mut SyncReport,
+) -> Result<Option<Rejection>, StoreError> {
+    if part.tombstones.iter().any(|t| t.by != head.device) {
+        return Ok(Some(Rejection::InvalidContent {
+            device: head.device,
+            seq: head.seq,
+            what: "a tombstone names another device than the snapshot's signer".into(),
+        }));
+    }
+    for t in &part.tombstones {
+        if shredded.insert(t.case) {
+            report.cases_shredded += 1;
+        }
+        docs.forget(t.case);
+    }
+    pulled.tombstones.extend(part.tombstones.iter().copied());
+    for saved in std::mem::take(&mut part.cases) {
+        if !shredded.contains(&saved.case) {
+            docs.merge_saved(store, &saved)?;
+        }
+    }
+    pulled.labels.extend(part.labels.iter().cloned());
+    pulled.snapshot_parts.push(part);
+    Ok(None)
 }
 
 /// Why a page was cut short before its end.

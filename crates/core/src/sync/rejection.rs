@@ -6,7 +6,7 @@
 //! office can tell an attack from a bug without opening anything.
 
 use crate::error::{AuthorError, EnvelopeError};
-use crate::ids::{DeviceId, TeamId};
+use crate::ids::{CaseId, DeviceId, TeamId};
 
 /// Why one pulled envelope was quarantined instead of applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -95,6 +95,52 @@ pub enum Rejection {
         /// Its seq.
         seq: u64,
     },
+    /// A change under another actor than the envelope's author.
+    #[error(
+        "device {device} seq {seq}: a change to case {case} written under another device's name"
+    )]
+    ForgedActor {
+        /// Author.
+        device: DeviceId,
+        /// Its seq.
+        seq: u64,
+        /// The case.
+        case: CaseId,
+    },
+    /// A change its author's role may not make.
+    #[error("device {device} seq {seq}: not permitted on case {case}: {what}")]
+    NotPermitted {
+        /// Author.
+        device: DeviceId,
+        /// Its seq.
+        seq: u64,
+        /// The case.
+        case: CaseId,
+        /// What the role may not do.
+        what: String,
+    },
+    /// A change that would leave a case unreadable (or another case's).
+    #[error("device {device} seq {seq}: the change would leave case {case} unreadable")]
+    InvalidSchema {
+        /// Author.
+        device: DeviceId,
+        /// Its seq.
+        seq: u64,
+        /// The case.
+        case: CaseId,
+    },
+    /// A change that builds on changes this device does not hold.
+    #[error(
+        "device {device} seq {seq}: a change to case {case} builds on changes this device never received"
+    )]
+    MissingDependencies {
+        /// Author.
+        device: DeviceId,
+        /// Its seq.
+        seq: u64,
+        /// The case.
+        case: CaseId,
+    },
     /// A snapshot from a device that is not an admin.
     #[error("device {device} seq {seq}: a snapshot from a device that is not an admin")]
     SnapshotNotAdmin {
@@ -143,6 +189,10 @@ impl Rejection {
             Rejection::BodyDropped { .. } => "body_dropped",
             Rejection::SnapshotNotAdmin { .. } => "snapshot_not_admin",
             Rejection::RevokedFork { .. } => "revoked_fork",
+            Rejection::ForgedActor { .. } => "forged_actor",
+            Rejection::NotPermitted { .. } => "not_permitted",
+            Rejection::InvalidSchema { .. } => "invalid_schema",
+            Rejection::MissingDependencies { .. } => "missing_dependencies",
             Rejection::Unreadable { .. } => "unreadable",
             Rejection::InvalidContent { .. } => "invalid_content",
         }
@@ -167,6 +217,10 @@ impl Rejection {
             | Rejection::BodyDropped { device, seq, .. }
             | Rejection::SnapshotNotAdmin { device, seq }
             | Rejection::RevokedFork { device, seq }
+            | Rejection::ForgedActor { device, seq, .. }
+            | Rejection::NotPermitted { device, seq, .. }
+            | Rejection::InvalidSchema { device, seq, .. }
+            | Rejection::MissingDependencies { device, seq, .. }
             | Rejection::Unreadable { device, seq, .. }
             | Rejection::InvalidContent { device, seq, .. } => (Some(*device), Some(*seq)),
         }
