@@ -1871,3 +1871,98 @@ fn a_snapshot_whose_tombstone_names_another_device_is_refused() {
             .any(|c| c.case.case_id == victim)
     );
 }
+
+/// The relay serves A its own envelopes and receipts but keeps A's seq 4
+/// and 5 from every other device, with heads to match, so no witness
+/// elsewhere can catch it. A notices: the office and B complete pulls well
+/// after those envelopes were receipted, and their envelopes still witness
+/// A's log at 3. (Before: nobody noticed, ever.)
+#[test]
+fn a_tail_withheld_from_everyone_else_is_noticed_by_its_writer() {
+    let (mut w, mut office, mut a) = team_with_three_envelopes();
+    let mut b = w.enrol(&mut office, "field-b", Role::Field);
+    w.sync(&mut b).unwrap();
+    w.sync(&mut office).unwrap();
+    for note in ["four", "five"] {
+        a.record_intake(&case(note, w.now())).unwrap();
+        w.sync(&mut a).unwrap();
+    }
+    let device = a.keys().device_id();
+    let keep = (3, envelope_id_at(&w, device, 3));
+    w.advance(2 * 3600);
+    for (store, note) in [(&mut office, "from the office"), (&mut b, "from b")] {
+        store.record_intake(&case(note, w.now())).unwrap();
+        sync_via(&mut w, store, pages(|page| hide_tail(page, device, keep))).unwrap();
+        assert!(!notes(store).contains(&"four".to_owned()));
+    }
+    let noticed = w.sync(&mut a);
+    assert!(
+        matches!(noticed, Err(SyncError::OwnTailWithheld { seq: 4, .. })),
+        "{noticed:?}"
+    );
+    assert_eq!(open_codes(&a), ["own_tail_withheld"]);
+    // The office sees A's log as the relay shows it (3): the lie is
+    // consistent there, which is why A's own view is the one that counts.
+    let views = amana_core::sync::tail::log_views(&office).unwrap();
+    assert_eq!(views[&device].relay, 3);
+    assert_eq!(views[&device].behind_since, 0);
+}
+
+/// Honest timing is no alarm: another device that synced before A's
+/// envelope was receipted (or within the margin) is not held against it.
+#[test]
+fn a_device_that_synced_before_the_envelope_was_sent_is_no_evidence() {
+    let (mut w, mut office, mut a) = team_with_three_envelopes();
+    w.sync(&mut office).unwrap();
+    a.record_intake(&case("four", w.now())).unwrap();
+    w.sync(&mut a).unwrap();
+    // The office wrote, from a pull that began before A's seq 4 existed.
+    office.record_intake(&case("office", w.now())).unwrap();
+    let device = a.keys().device_id();
+    let keep = (3, envelope_id_at(&w, device, 3));
+    sync_via(
+        &mut w,
+        &mut office,
+        pages(|page| hide_tail(page, device, keep)),
+    )
+    .unwrap();
+    w.advance(600);
+    w.sync(&mut a).unwrap();
+    assert!(a.open_alarms().unwrap().is_empty());
+}
+
+/// A shred's rotation reaches A but the office's snapshot never does (the
+/// relay hides the office's log from the snapshot on, heads to match).
+/// Two days on, A raises the alarm.
+#[test]
+fn a_shred_whose_snapshot_never_arrives_raises_an_alarm() {
+    let (mut w, mut office, mut a) = team_with_three_envelopes();
+    w.sync(&mut office).unwrap();
+    w.sync(&mut a).unwrap();
+    let office_id = office.keys().device_id();
+    let before = relay_head(&w, office_id);
+    let victim = office.cases().unwrap()[0].case.case_id;
+    {
+        let mut env = w.env();
+        let mut client = w.client();
+        amana_core::sync::shred::shred(
+            &mut office,
+            &mut client,
+            &mut env,
+            &victim.to_hex(),
+            amana_core::envelope::snapshot::ShredReason::ConsentWithdrawn,
+            &mut |_| {},
+        )
+        .unwrap();
+    }
+    let hide = |page: &mut amana_core::framing::Page| hide_tail(page, office_id, before);
+    sync_via(&mut w, &mut a, pages(hide)).unwrap();
+    assert!(a.open_alarms().unwrap().is_empty(), "not yet");
+    w.advance(49 * 3600);
+    let late = sync_via(&mut w, &mut a, pages(hide));
+    assert!(
+        matches!(late, Err(SyncError::SnapshotMissing { .. })),
+        "{late:?}"
+    );
+    assert_eq!(open_codes(&a), ["snapshot_missing"]);
+}

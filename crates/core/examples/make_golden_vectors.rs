@@ -103,7 +103,7 @@ fn main() {
         case: CaseId::from_bytes([0x11; 16]),
         change: vec![0u8; 3000],
     }];
-    let context = SealContext::under(&roster, 1_780_000_000);
+    let context = SealContext::under(&roster, 1_780_000_000).pulled_at(1_779_999_990);
     let contents1 = Contents::changes(context, &changes1);
     let env1 = seal(
         header(1, Digest::ZERO),
@@ -161,6 +161,7 @@ fn main() {
         let mut out = (roster.ops().len() as u64).to_be_bytes().to_vec();
         out.extend_from_slice(roster.head().as_bytes());
         out.extend_from_slice(&1_780_000_000u64.to_be_bytes());
+        out.extend_from_slice(&1_779_999_990u64.to_be_bytes());
         out
     };
     let mut manifest = String::new();

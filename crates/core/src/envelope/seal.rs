@@ -3,6 +3,7 @@
 //! ```text
 //! body = age(epoch recipient, pad(deflate(header copy ‖ context ‖ payload)))
 //! context            = roster length u64 ‖ roster head 32 ‖ sealed at u64
+//!                      ‖ last complete pull began at u64
 //! payload (changes)  = count u32 ‖ [case id 16 ‖ len u32 ‖ Automerge change bytes]*
 //!                      ‖ witnesses u16 ‖ [device 16 ‖ seq u64 ‖ envelope id 32]*
 //!                      ‖ notices u16 ‖ [notice]*
@@ -66,7 +67,7 @@ pub const MAX_WITNESSES: usize = 4096;
 pub const MAX_NOTICES: usize = 1024;
 /// Longest alarm code a notice carries.
 pub const MAX_ALARM_CODE: usize = 64;
-const CONTEXT_LEN: usize = 8 + 32 + 8;
+const CONTEXT_LEN: usize = 8 + 32 + 8 + 8;
 
 /// What the author states about the roster it sealed under, and when.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,22 +78,33 @@ pub struct SealContext {
     pub roster_head: Digest,
     /// When it sealed (unix seconds, its clock as corrected by the relay's).
     pub sealed_at: u64,
+    /// When its last pull that reached the end of the relay's log began
+    /// (0 if it never pulled): everything the relay held then, it had seen.
+    pub pulled_at: u64,
 }
 
 impl SealContext {
-    /// The context of sealing under `roster` at `sealed_at`.
+    /// The context of sealing under `roster` at `sealed_at`, by a device
+    /// whose last complete pull began at `pulled_at`.
     pub fn under(roster: &crate::roster::Roster, sealed_at: u64) -> SealContext {
         SealContext {
             roster_len: roster.ops().len() as u64,
             roster_head: roster.head(),
             sealed_at,
+            pulled_at: 0,
         }
+    }
+
+    /// The same, stating when the author's last complete pull began.
+    pub fn pulled_at(self, pulled_at: u64) -> SealContext {
+        SealContext { pulled_at, ..self }
     }
 
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.roster_len.to_be_bytes());
         out.extend_from_slice(self.roster_head.as_bytes());
         out.extend_from_slice(&self.sealed_at.to_be_bytes());
+        out.extend_from_slice(&self.pulled_at.to_be_bytes());
     }
 
     fn decode(bytes: &[u8]) -> Result<SealContext, WireError> {
@@ -101,6 +113,7 @@ impl SealContext {
             roster_len: r.u64()?,
             roster_head: Digest::from_bytes(r.array()?),
             sealed_at: r.u64()?,
+            pulled_at: r.u64()?,
         })
     }
 }

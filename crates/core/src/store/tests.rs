@@ -279,6 +279,7 @@ fn own_log_outbox_and_receipts() {
         roster_len: 1,
         roster_head: Digest::ZERO,
         sealed_at: 0,
+        pulled_at: 0,
     };
     let contents = crate::envelope::seal::Contents::changes(context, &changes);
     let env = seal(header, &contents, &epoch.recipient(), store.keys()).unwrap();

@@ -273,7 +273,11 @@ pub(super) fn seal_outbox(
 ) -> Result<usize, SyncError> {
     let epoch = roster.current_epoch().clone();
     let team = roster.team();
-    let context = SealContext::under(roster, now);
+    let pulled_at = store
+        .meta(super::tail::LAST_COMPLETE_PULL)?
+        .and_then(|b| b.as_slice().try_into().ok().map(u64::from_be_bytes))
+        .unwrap_or(0);
+    let context = SealContext::under(roster, now).pulled_at(pulled_at);
     let mut sealed = 0;
     loop {
         let entries = store.outbox(CHANGES_PER_ENVELOPE)?;
@@ -384,7 +388,7 @@ pub(super) fn push<T: Transport>(
         .relay_receipt_key
         .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(k.as_bytes()).ok())
         .ok_or_else(|| StoreError::Corrupt("the pinned relay key is missing".into()))?;
-    let pinned = (membership.team, &relay_key);
+    let pinned = (membership.team, &relay_key, client.now(env));
     let pending = store.unreceipted()?;
     let total = pending.len();
     let mut done = 0;
@@ -471,7 +475,7 @@ pub(super) fn push<T: Transport>(
 /// with, if it answered one) and keeps it.
 fn keep_receipt(
     store: &mut DeviceStore,
-    (team, relay_key): (TeamId, &ed25519_dalek::VerifyingKey),
+    (team, relay_key, now): (TeamId, &ed25519_dalek::VerifyingKey, u64),
     bytes: &[u8],
     seq: u64,
     receipt: &[u8],
@@ -490,6 +494,7 @@ fn keep_receipt(
         return Err(SyncError::BadReceipt { seq });
     }
     store.add_receipt(seq, receipt)?;
+    super::tail::note_receipt(store, seq, now)?;
     Ok(())
 }
 

@@ -286,6 +286,30 @@ pub enum SyncError {
         /// The roster length of an envelope it witnessed.
         witnessed: u64,
     },
+    /// Another device completed a pull well after this device's envelope
+    /// was receipted and still has not seen it: the relay keeps it from the
+    /// team.
+    #[error(
+        "INTEGRITY ALARM: this device's envelope {seq}, receipted by the relay at {since} (unix time), has not reached device {witness}, which has synced since: the relay is keeping what this device sends from the team. Tell the office by phone"
+    )]
+    OwnTailWithheld {
+        /// The first envelope not seen.
+        seq: u64,
+        /// A device that synced since and has not seen it.
+        witness: DeviceId,
+        /// When it was receipted.
+        since: u64,
+    },
+    /// A forgetting rotation's snapshot has not arrived.
+    #[error(
+        "INTEGRITY ALARM: the team key was rotated to shred a case (epoch {epoch}), but the office's snapshot has not arrived since {since} (unix time); the shred cannot finish on this device. Tell the office"
+    )]
+    SnapshotMissing {
+        /// The epoch of the forgetting rotation.
+        epoch: u32,
+        /// Since when it is awaited.
+        since: u64,
+    },
     /// Another device applied more of a log than the relay gives this one.
     #[error(
         "INTEGRITY ALARM: device {witness} has seen device {device}'s log up to seq {seq}, but the relay gives this device only up to seq {applied} (withheld from this device). Tell the office"
@@ -330,6 +354,8 @@ impl SyncError {
             SyncError::RosterForkWitnessed { .. } => "roster_fork",
             SyncError::StaleEpoch { .. } => "stale_epoch",
             SyncError::StaleRoster { .. } => "stale_roster",
+            SyncError::OwnTailWithheld { .. } => "own_tail_withheld",
+            SyncError::SnapshotMissing { .. } => "snapshot_missing",
             SyncError::SafetyNumberMismatch => "safety_number_mismatch",
             SyncError::Transport(TransportError::PinMismatch) => "tls_pin_mismatch",
             _ => return None,
@@ -343,6 +369,7 @@ impl SyncError {
             SyncError::BadReceipt { seq } | SyncError::RelayLostOwnLog { seq, .. } => {
                 (None, Some(*seq))
             }
+            SyncError::OwnTailWithheld { seq, witness, .. } => (Some(*witness), Some(*seq)),
             SyncError::Rollback { device, relay, .. } => (Some(*device), Some(*relay)),
             SyncError::RosterWithheld { author, seq, .. }
             | SyncError::RosterForkWitnessed { author, seq, .. } => (Some(*author), Some(*seq)),

@@ -10,6 +10,8 @@
 //!   the office, acknowledged by an admin device.
 //! - [`audit`]: the remote audit and the receipts a device exports.
 //! - [`shred`]: crypto-shredding a case and retiring old epochs.
+//! - [`tail`]: the team's view of every log, and the alarms when this
+//!   device's tail or a shred's snapshot does not reach the team.
 //! - `http` (feature `http`): the HTTPS transport with a pinned relay key.
 //!
 //! The engine reads no clock and draws no request nonces itself: the
@@ -33,6 +35,7 @@ mod permissions;
 mod pull;
 mod rejection;
 pub mod shred;
+pub mod tail;
 mod verify;
 mod witness;
 

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use super::client::RelayClient;
 use super::engine::{Progress, SyncReport, interrupted};
 use super::permissions::PageDocs;
+use super::tail::{self, Views};
 use super::verify::{
     Refusal, RosterView, check_context, check_envelope, check_heads, check_page_order,
     check_withheld,
@@ -164,6 +165,8 @@ pub(super) fn pull<T: Transport>(
     let mut complete = false;
     let mut shred_applied = false;
     let mut witnesses = Witnesses::load(store)?;
+    let mut views = Views::load(store)?;
+    let began = client.now(env);
     let mut first_alarm: Option<SyncError> = None;
     let (mut page_bytes, mut retries) = (PAGE_TARGET_BYTES, 0);
     let result = loop {
@@ -259,6 +262,7 @@ pub(super) fn pull<T: Transport>(
                     }
                     if head.device != me {
                         take_notices(roster, me, &opened, &mut pulled);
+                        views.note_envelope(me, head.device, &opened.context, &opened.witnesses);
                     }
                     let refusal = if head.device == me {
                         // What this device wrote is applied here already;
@@ -383,8 +387,10 @@ pub(super) fn pull<T: Transport>(
         pulled.cursor = stored_cursor;
         pulled.heads = changed.into_values().collect();
         pulled.checked = docs.into_checked(&shredded);
+        views.note_relay(&page.heads);
         pulled.meta = vec![
             (witness::CLAIMS, witnesses.encode()),
+            (tail::VIEWS, views.encode()),
             (APPLIED_AT, encode_cursors(&applied_at)),
             (REFUSED, encode_cursors(&refused)),
         ];
@@ -445,7 +451,13 @@ pub(super) fn pull<T: Transport>(
                 break Err(e);
             }
             complete = true;
-            let settled = witnesses.settle(store, &heads)?;
+            views.settle(me, &heads, env.now());
+            store.put_meta(tail::VIEWS, &views.encode())?;
+            store.put_meta(tail::LAST_COMPLETE_PULL, &began.to_be_bytes())?;
+            views.prune_own(store)?;
+            let mut settled = witnesses.settle(store, &heads)?;
+            settled.extend(views.own_tail_withheld(store, roster)?);
+            settled.extend(tail::snapshot_missing(store, roster, env.now())?);
             for alarm in &settled {
                 if let Some(new) = alarms::of_error(alarm) {
                     store.raise_alarm(&new, env.now())?;

@@ -186,38 +186,88 @@ fn devices(app: &App) -> anyhow::Result<()> {
         .roster()?
         .ok_or(amana_core::store::StoreError::NotMember)?;
     let labels = enrol::device_labels(&store, &roster)?;
+    let views = amana_core::sync::tail::log_views(&store)?;
     let me = store.keys().device_id();
-    let rows: Vec<_> = roster
+    let own_head = store.own_head()?.map_or(0, |(seq, _)| seq);
+    struct Row {
+        id: amana_core::DeviceId,
+        role: &'static str,
+        active: bool,
+        label: String,
+        applied: u64,
+        view: amana_core::sync::tail::LogView,
+    }
+    let rows: Vec<Row> = roster
         .devices()
         .map(|d| {
-            (
-                d.entry.id(),
-                d.entry.role.name(),
-                d.is_active(),
-                labels
-                    .get(&d.entry.id())
-                    .cloned()
-                    .unwrap_or_else(|| "—".into()),
-            )
+            let id = d.entry.id();
+            let applied = if id == me {
+                own_head
+            } else {
+                store.peer_head(id).ok().flatten().map_or(0, |h| h.seq)
+            };
+            Row {
+                id,
+                role: d.entry.role.name(),
+                active: d.is_active(),
+                label: labels.get(&id).cloned().unwrap_or_else(|| "—".into()),
+                applied,
+                view: views.get(&id).copied().unwrap_or_default(),
+            }
         })
         .collect();
     if app.json {
         let items: Vec<_> = rows
             .iter()
-            .map(|(id, role, active, label)| {
-                json!({"device": id.to_hex(), "role": role, "active": active, "label": label, "this_device": *id == me})
+            .map(|r| {
+                json!({
+                    "device": r.id.to_hex(),
+                    "role": r.role,
+                    "active": r.active,
+                    "label": r.label,
+                    "this_device": r.id == me,
+                    "applied_seq": r.applied,
+                    "witnessed_seq": r.view.witnessed,
+                    "relay_seq": r.view.relay,
+                    "last_sealed_at": (r.view.sealed_at > 0).then_some(r.view.sealed_at),
+                    "behind_since": (r.view.behind_since > 0).then_some(r.view.behind_since),
+                })
             })
             .collect();
         println!("{}", serde_json::Value::Array(items));
         return Ok(());
     }
-    println!("{:<34} {:<8} {:<8} label", "device", "role", "status");
-    for (id, role, active, label) in rows {
-        let status = if active { "active" } else { "revoked" };
-        let marker = if id == me { "  (this device)" } else { "" };
-        println!("{:<34} {role:<8} {status:<8} {label}{marker}", id.to_hex());
+    println!(
+        "{:<34} {:<8} {:<8} {:>6} {:>6} {:>6} {:<17} {:<17} label",
+        "device", "role", "status", "here", "seen", "relay", "last heard", "behind since"
+    );
+    let when = |t: u64| {
+        if t == 0 {
+            "—".to_owned()
+        } else {
+            chrono::DateTime::from_timestamp(t as i64, 0)
+                .map_or_else(|| t.to_string(), |t| t.format("%Y-%m-%d %H:%M").to_string())
+        }
+    };
+    for r in rows {
+        let status = if r.active { "active" } else { "revoked" };
+        let marker = if r.id == me { "  (this device)" } else { "" };
+        println!(
+            "{:<34} {:<8} {status:<8} {:>6} {:>6} {:>6} {:<17} {:<17} {}{marker}",
+            r.id.to_hex(),
+            r.role,
+            r.applied,
+            r.view.witnessed,
+            r.view.relay,
+            when(r.view.sealed_at),
+            when(r.view.behind_since),
+            r.label,
+        );
     }
     println!("Epoch: {}", roster.current_epoch().epoch);
+    println!(
+        "here: the last envelope of its log applied on this device; seen: the most any other device has applied; relay: what the relay reports; last heard: when it sealed the last envelope applied here (its clock). A device whose holder says it synced after its 'last heard' has its work withheld by the relay."
+    );
     Ok(())
 }
 

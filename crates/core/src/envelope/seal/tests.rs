@@ -68,6 +68,7 @@ const CONTEXT: SealContext = SealContext {
     roster_len: 1,
     roster_head: Digest::ZERO,
     sealed_at: 1_780_000_000,
+    pulled_at: 1_780_000_000,
 };
 
 fn change(case: u8, text: &str) -> CaseChange {

@@ -1,0 +1,292 @@
+//! Who has seen what of whose log: the team's view of every log as this
+//! device learns it from the envelopes it reads, and the two alarms no
+//! single page can raise.
+//!
+//! A relay can serve a device its own envelopes and receipts and keep its
+//! later envelopes from every other device: nobody else holds that tail,
+//! so no witness elsewhere catches it. The device itself can: every
+//! envelope states when its author's last complete pull began, and
+//! witnesses what its author had applied of each log. Once another reading
+//! device has completed a pull that began well after one of this device's
+//! envelopes was receipted, and still witnesses this device's log as
+//! shorter, the relay kept that envelope from it (`own_tail_withheld`).
+//!
+//! A shred's forgetting rotation is followed at once by its admin's
+//! snapshot; a device that holds the rotation but, two days on, no
+//! snapshot part raises `snapshot_missing` (the relay keeps the snapshot
+//! from it, or the admin never finished: either way the shred is not done
+//! on this device).
+//!
+//! The views feed `amana team devices`: per device, the last envelope
+//! applied here, when its author sealed it, how far others have seen its
+//! log, what the relay reports, and since when this device is behind.
+
+use std::collections::BTreeMap;
+
+use super::SyncError;
+use crate::envelope::seal::{SealContext, Witness};
+use crate::framing::PageHead;
+use crate::ids::DeviceId;
+use crate::roster::Roster;
+use crate::store::{DeviceStore, PeerHead, StoreError};
+
+/// Meta entry: the views of every log.
+pub(super) const VIEWS: &str = "log_views";
+/// Meta entry: this device's receipted envelopes not yet seen by another
+/// device, with when they were receipted.
+const OWN_RECEIPTS: &str = "own_receipted_at";
+/// Meta entry: since when this device holds a forgetting rotation whose
+/// snapshot it has not applied.
+const AWAITING_SNAPSHOT: &str = "awaiting_snapshot_since";
+/// Meta entry: when this device's last complete pull began.
+pub(super) const LAST_COMPLETE_PULL: &str = "last_complete_pull";
+/// How much later than a receipt another device's pull must begin before
+/// its view of this device's log is held against the relay (clocks of
+/// field devices differ; the relay accepts five minutes of skew).
+pub const TAIL_MARGIN_SECS: u64 = 3600;
+/// How long a forgetting rotation may wait for its snapshot.
+pub const SNAPSHOT_WAIT_SECS: u64 = 48 * 3600;
+/// Most own receipts kept waiting to be seen.
+const MAX_OWN_RECEIPTS: usize = 4096;
+
+/// What this device knows of one device's log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogView {
+    /// When that device sealed the last envelope applied here (its clock).
+    pub sealed_at: u64,
+    /// When its last complete pull began, as its last envelope states.
+    pub pulled_at: u64,
+    /// The highest seq of its log another device has witnessed.
+    pub witnessed: u64,
+    /// The highest seq of this device's own log it has witnessed.
+    pub sees_me: u64,
+    /// Its head as the relay last reported it.
+    pub relay: u64,
+    /// Since when this device has applied less of its log than others
+    /// witnessed or the relay reports (0: not behind).
+    pub behind_since: u64,
+}
+
+const VIEW_LEN: usize = 16 + 6 * 8;
+
+/// The views of every log, as a pull updates them.
+pub(super) struct Views {
+    map: BTreeMap<DeviceId, LogView>,
+}
+
+impl Views {
+    pub(super) fn load(store: &DeviceStore) -> Result<Self, StoreError> {
+        Ok(Views {
+            map: log_views(store)?,
+        })
+    }
+
+    pub(super) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.map.len() * VIEW_LEN);
+        for (device, v) in &self.map {
+            out.extend_from_slice(device.as_bytes());
+            for n in [
+                v.sealed_at,
+                v.pulled_at,
+                v.witnessed,
+                v.sees_me,
+                v.relay,
+                v.behind_since,
+            ] {
+                out.extend_from_slice(&n.to_be_bytes());
+            }
+        }
+        out
+    }
+
+    /// An envelope of `author` applied here, stating `context` and
+    /// witnessing `witnesses`.
+    pub(super) fn note_envelope(
+        &mut self,
+        me: DeviceId,
+        author: DeviceId,
+        context: &SealContext,
+        witnesses: &[Witness],
+    ) {
+        let view = self.map.entry(author).or_default();
+        view.sealed_at = view.sealed_at.max(context.sealed_at);
+        view.pulled_at = view.pulled_at.max(context.pulled_at);
+        for w in witnesses {
+            if w.device == me {
+                let view = self.map.entry(author).or_default();
+                view.sees_me = view.sees_me.max(w.seq);
+            }
+            let seen = self.map.entry(w.device).or_default();
+            seen.witnessed = seen.witnessed.max(w.seq);
+        }
+    }
+
+    /// The heads the relay reported.
+    pub(super) fn note_relay(&mut self, heads: &[PageHead]) {
+        for h in heads {
+            self.map.entry(h.device).or_default().relay = h.seq;
+        }
+    }
+
+    /// After a complete pull: since when each log is behind here.
+    pub(super) fn settle(
+        &mut self,
+        me: DeviceId,
+        applied: &BTreeMap<DeviceId, PeerHead>,
+        now: u64,
+    ) {
+        for (device, view) in &mut self.map {
+            if *device == me {
+                continue;
+            }
+            let have = applied.get(device).map_or(0, |h| h.seq);
+            if have < view.witnessed.max(view.relay) {
+                if view.behind_since == 0 {
+                    view.behind_since = now;
+                }
+            } else {
+                view.behind_since = 0;
+            }
+        }
+    }
+
+    /// The first reading device that completed a pull well after one of
+    /// this device's receipted envelopes and still does not witness it.
+    pub(super) fn own_tail_withheld(
+        &self,
+        store: &DeviceStore,
+        roster: &Roster,
+    ) -> Result<Option<SyncError>, StoreError> {
+        let me = store.keys().device_id();
+        for (seq, receipted_at) in own_receipts(store)? {
+            for (device, view) in &self.map {
+                let reads = roster
+                    .device(device)
+                    .is_some_and(|d| d.is_active() && d.entry.role.reads_cases());
+                if *device != me
+                    && reads
+                    && view.pulled_at > receipted_at.saturating_add(TAIL_MARGIN_SECS)
+                    && view.sees_me < seq
+                {
+                    return Ok(Some(SyncError::OwnTailWithheld {
+                        seq,
+                        witness: *device,
+                        since: receipted_at,
+                    }));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Forgets own receipts another device has seen.
+    pub(super) fn prune_own(&self, store: &mut DeviceStore) -> Result<(), StoreError> {
+        let seen = self.map.values().map(|v| v.sees_me).max().unwrap_or(0);
+        let kept: Vec<(u64, u64)> = own_receipts(store)?
+            .into_iter()
+            .filter(|(seq, _)| *seq > seen)
+            .collect();
+        write_own_receipts(store, &kept)
+    }
+}
+
+/// What this device knows of every log (for `amana team devices`).
+pub fn log_views(store: &DeviceStore) -> Result<BTreeMap<DeviceId, LogView>, StoreError> {
+    let Some(bytes) = store.meta(VIEWS)? else {
+        return Ok(BTreeMap::new());
+    };
+    let bad = || StoreError::Corrupt("log views unreadable".into());
+    if bytes.len() % VIEW_LEN != 0 {
+        return Err(bad());
+    }
+    bytes
+        .chunks_exact(VIEW_LEN)
+        .map(|c| {
+            let n = |i: usize| {
+                u64::from_be_bytes(c[16 + i * 8..24 + i * 8].try_into().expect("8 bytes"))
+            };
+            Ok((
+                DeviceId::from_slice(&c[..16]).map_err(|_| bad())?,
+                LogView {
+                    sealed_at: n(0),
+                    pulled_at: n(1),
+                    witnessed: n(2),
+                    sees_me: n(3),
+                    relay: n(4),
+                    behind_since: n(5),
+                },
+            ))
+        })
+        .collect()
+}
+
+fn own_receipts(store: &DeviceStore) -> Result<Vec<(u64, u64)>, StoreError> {
+    let Some(bytes) = store.meta(OWN_RECEIPTS)? else {
+        return Ok(Vec::new());
+    };
+    if bytes.len() % 16 != 0 {
+        return Err(StoreError::Corrupt("own receipt times unreadable".into()));
+    }
+    Ok(bytes
+        .chunks_exact(16)
+        .map(|c| {
+            (
+                u64::from_be_bytes(c[..8].try_into().expect("8 bytes")),
+                u64::from_be_bytes(c[8..].try_into().expect("8 bytes")),
+            )
+        })
+        .collect())
+}
+
+fn write_own_receipts(store: &mut DeviceStore, list: &[(u64, u64)]) -> Result<(), StoreError> {
+    let start = list.len().saturating_sub(MAX_OWN_RECEIPTS);
+    let mut bytes = Vec::with_capacity((list.len() - start) * 16);
+    for (seq, at) in &list[start..] {
+        bytes.extend_from_slice(&seq.to_be_bytes());
+        bytes.extend_from_slice(&at.to_be_bytes());
+    }
+    store.put_meta(OWN_RECEIPTS, &bytes)
+}
+
+/// Remembers when the relay receipted this device's envelope `seq`.
+pub(super) fn note_receipt(store: &mut DeviceStore, seq: u64, now: u64) -> Result<(), StoreError> {
+    let mut list = own_receipts(store)?;
+    if !list.iter().any(|(s, _)| *s == seq) {
+        list.push((seq, now));
+    }
+    write_own_receipts(store, &list)
+}
+
+/// After a complete pull: a forgetting rotation whose snapshot has waited
+/// longer than [`SNAPSHOT_WAIT_SECS`].
+pub(super) fn snapshot_missing(
+    store: &mut DeviceStore,
+    roster: &Roster,
+    now: u64,
+) -> Result<Option<SyncError>, StoreError> {
+    let floor = roster.retired_below();
+    let applied = store
+        .snapshot_progress()?
+        .is_some_and(|s| s.floor >= floor && s.complete());
+    if floor <= 1 || applied {
+        store.remove_meta(AWAITING_SNAPSHOT)?;
+        return Ok(None);
+    }
+    let since = match store.meta(AWAITING_SNAPSHOT)? {
+        Some(b) => u64::from_be_bytes(
+            b.as_slice()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("snapshot wait unreadable".into()))?,
+        ),
+        None => {
+            store.put_meta(AWAITING_SNAPSHOT, &now.to_be_bytes())?;
+            now
+        }
+    };
+    Ok(
+        (now.saturating_sub(since) > SNAPSHOT_WAIT_SECS).then_some(SyncError::SnapshotMissing {
+            epoch: floor,
+            since,
+        }),
+    )
+}
