@@ -6,9 +6,9 @@
 //! | 1 | failure: the store, a file, or something unexpected |
 //! | 2 | invalid input (arguments, field values, invite code) |
 //! | 3 | wrong or missing passphrase |
-//! | 4 | the relay cannot be reached or is failing: retry later, nothing is lost |
+//! | 4 | the relay cannot be reached or is failing (no connection, a cut, a 5xx): retry later, nothing is lost |
 //! | 5 | refused: not approved yet, revoked, invite used or expired, role not permitted |
-//! | 6 | integrity alarm: the relay (or someone) may be tampering; tell the office |
+//! | 6 | integrity alarm (or one still open): the relay (or someone) may be tampering; tell the office |
 
 use amana_core::case::{CaseError, Lang, ValidationError};
 use amana_core::keys::keystore::KeystoreError;
