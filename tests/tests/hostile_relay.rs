@@ -347,6 +347,56 @@ fn a_tail_hidden_from_one_reader_is_caught_by_another_devices_witness() {
     assert_eq!(notes(&office), ["from b", "one"]);
 }
 
+/// A's envelope 4 ("branch x", genuine) and another envelope 4 signed
+/// with A's key ("branch y": a stolen backup).
+struct Branch {
+    device: amana_core::DeviceId,
+    x: Vec<u8>,
+    y: Vec<u8>,
+    y_id: Digest,
+}
+
+fn second_branch_at_four(w: &mut World, office: &DeviceStore, a: &mut DeviceStore) -> Branch {
+    a.record_intake(&case("branch x", w.now())).unwrap();
+    w.sync(a).unwrap();
+    let device = a.keys().device_id();
+    let y = Forgery::next(office, device, (3, envelope_id_at(w, device, 3))).seal(
+        office,
+        &changes_as(w, device, "branch y"),
+        &[],
+        a.keys(),
+    );
+    let x = w
+        .relay
+        .store()
+        .envelope_at(w.team, device, 4)
+        .unwrap()
+        .unwrap()
+        .bytes;
+    Branch {
+        device,
+        x,
+        y_id: amana_core::envelope::id_of(&y).unwrap(),
+        y,
+    }
+}
+
+/// Shows branch y instead of x, with heads to match.
+fn show_y(branch: &Branch) -> impl FnMut(&Request, &mut Response) + '_ {
+    pages(move |page| {
+        for entry in &mut page.entries {
+            if entry.bytes == branch.x {
+                entry.bytes = branch.y.clone();
+            }
+        }
+        for head in &mut page.heads {
+            if head.device == branch.device {
+                head.id = branch.y_id;
+            }
+        }
+    })
+}
+
 #[test]
 fn a_fork_shown_to_two_devices_is_detected_when_they_exchange_heads() {
     let (mut w, mut office, mut a) = team_with_three_envelopes();
@@ -356,46 +406,9 @@ fn a_fork_shown_to_two_devices_is_detected_when_they_exchange_heads() {
     // A writes seq 4 (X). Someone with A's key (a stolen backup) signs a
     // different seq 4 (Y); the relay shows X to the office and to A, and
     // Y to B.
-    a.record_intake(&case("branch x", w.now())).unwrap();
-    w.sync(&mut a).unwrap();
-    let device = a.keys().device_id();
-    let third = amana_core::envelope::id_of(
-        &w.relay
-            .store()
-            .envelope_at(w.team, device, 3)
-            .unwrap()
-            .unwrap()
-            .bytes,
-    )
-    .unwrap();
-    let y = Forgery::next(&office, device, (3, third)).seal(
-        &office,
-        &changes_as(&w, device, "branch y"),
-        &[],
-        a.keys(),
-    );
-    let y_id = amana_core::envelope::id_of(&y).unwrap();
-    let x_bytes = w
-        .relay
-        .store()
-        .envelope_at(w.team, device, 4)
-        .unwrap()
-        .unwrap()
-        .bytes;
-    let show_y = || {
-        pages(|page| {
-            for entry in &mut page.entries {
-                if entry.bytes == x_bytes {
-                    entry.bytes = y.clone();
-                }
-            }
-            for head in &mut page.heads {
-                if head.device == device {
-                    head.id = y_id;
-                }
-            }
-        })
-    };
+    let branch = second_branch_at_four(&mut w, &office, &mut a);
+    let device = branch.device;
+    let show_y = || show_y(&branch);
     let report = sync_via(&mut w, &mut b, show_y()).unwrap();
     assert!(
         report.quarantined.is_empty(),
@@ -918,37 +931,8 @@ fn an_alarm_raised_before_a_later_error_stays_raised_until_an_admin_acknowledges
     w.sync(&mut office).unwrap();
     // B is shown another envelope 4 of A's (signed with A's key, a stolen
     // backup), and witnesses it in its own next envelope.
-    a.record_intake(&case("branch x", w.now())).unwrap();
-    w.sync(&mut a).unwrap();
-    let device = a.keys().device_id();
-    let y = Forgery::next(&office, device, (3, envelope_id_at(&w, device, 3))).seal(
-        &office,
-        &changes_as(&w, device, "branch y"),
-        &[],
-        a.keys(),
-    );
-    let y_id = amana_core::envelope::id_of(&y).unwrap();
-    let x_bytes = w
-        .relay
-        .store()
-        .envelope_at(w.team, device, 4)
-        .unwrap()
-        .unwrap()
-        .bytes;
-    let show_y = || {
-        pages(|page| {
-            for entry in &mut page.entries {
-                if entry.bytes == x_bytes {
-                    entry.bytes = y.clone();
-                }
-            }
-            for head in &mut page.heads {
-                if head.device == device {
-                    head.id = y_id;
-                }
-            }
-        })
-    };
+    let branch = second_branch_at_four(&mut w, &office, &mut a);
+    let show_y = || show_y(&branch);
     sync_via(&mut w, &mut b, show_y()).unwrap();
     b.record_intake(&case("from b", w.now())).unwrap();
     sync_via(&mut w, &mut b, show_y()).unwrap();

@@ -220,17 +220,7 @@ pub fn relay_head(w: &World, device: DeviceId) -> (u64, Digest) {
 
 /// The relay's heads, as a page lists them.
 pub fn relay_heads(w: &World) -> Vec<amana_core::framing::PageHead> {
-    w.relay
-        .store()
-        .heads(w.team)
-        .unwrap()
-        .into_iter()
-        .map(|h| amana_core::framing::PageHead {
-            device: h.device,
-            seq: h.seq,
-            id: h.id,
-        })
-        .collect()
+    relay_heads_of(&w.relay, w.team)
 }
 
 /// The quarantine codes of a device, in order.

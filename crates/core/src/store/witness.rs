@@ -25,6 +25,20 @@ impl DeviceStore {
         if *device == self.keys().device_id() {
             return self.own_envelope_id(seq);
         }
+        self.peer_log(device, seq)?
+            .map(|plain| {
+                Digest::from_slice(plain.get(..32).unwrap_or_default())
+                    .map_err(|_| StoreError::Corrupt("peer log record unreadable".into()))
+            })
+            .transpose()
+    }
+
+    /// The `peer_log` record of `device`'s envelope at `seq`, opened.
+    fn peer_log(
+        &self,
+        device: &DeviceId,
+        seq: u64,
+    ) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, StoreError> {
         let key = self.sealer.index("peer_log", &entry(device, seq));
         let sealed: Option<Vec<u8>> = self
             .conn
@@ -35,11 +49,7 @@ impl DeviceStore {
             )
             .optional()?;
         sealed
-            .map(|sealed| {
-                let plain = self.sealer.open("peer_log", &key, &sealed)?;
-                Digest::from_slice(plain.get(..32).unwrap_or_default())
-                    .map_err(|_| StoreError::Corrupt("peer log record unreadable".into()))
-            })
+            .map(|sealed| self.sealer.open("peer_log", &key, &sealed))
             .transpose()
     }
 
@@ -50,23 +60,12 @@ impl DeviceStore {
         device: &DeviceId,
         seq: u64,
     ) -> Result<Option<u64>, StoreError> {
-        let key = self.sealer.index("peer_log", &entry(device, seq));
-        let sealed: Option<Vec<u8>> = self
-            .conn
-            .query_row(
-                "SELECT id_sealed FROM peer_log WHERE entry_key = ?1",
-                [&key],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let Some(sealed) = sealed else {
-            return Ok(None);
-        };
-        let plain = self.sealer.open("peer_log", &key, &sealed)?;
-        Ok(plain
-            .get(32..40)
-            .and_then(|b| b.try_into().ok())
-            .map(u64::from_be_bytes))
+        Ok(self.peer_log(device, seq)?.and_then(|plain| {
+            plain
+                .get(32..40)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+        }))
     }
 
     fn own_envelope_id(&self, seq: u64) -> Result<Option<Digest>, StoreError> {
