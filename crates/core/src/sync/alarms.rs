@@ -158,3 +158,178 @@ pub(crate) fn set_pending_acks(
     }
     store.put_meta(PENDING_ACKS, &bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{AuthorError, EnvelopeError};
+    use crate::ids::{CaseId, TeamId};
+
+    /// Every code an alarm can be raised with has its words in both
+    /// languages (and so, by the catalogue's own test, a row in the
+    /// auditor guide).
+    #[test]
+    fn every_alarm_the_sync_raises_has_words() {
+        let d = DeviceId::from_bytes([1; 16]);
+        let c = CaseId::from_bytes([2; 16]);
+        let errors = [
+            SyncError::RelayMalformed("x".into()),
+            SyncError::JoinSubstituted { device: d },
+            SyncError::SafetyNumberMismatch,
+            SyncError::Transport(crate::transport::TransportError::PinMismatch),
+            SyncError::Roster(crate::error::RosterError::Empty),
+            SyncError::RosterRollback { ours: 2, relay: 1 },
+            SyncError::RosterWithheld {
+                author: d,
+                seq: 1,
+                claimed: 3,
+                ours: 2,
+            },
+            SyncError::RosterForkWitnessed {
+                author: d,
+                seq: 1,
+                index: 2,
+            },
+            SyncError::StaleEpoch {
+                device: d,
+                seq: 1,
+                epoch: 1,
+                expected: 2,
+            },
+            SyncError::StaleRoster {
+                device: d,
+                seq: 1,
+                stated: 1,
+                witnessed: 2,
+            },
+            SyncError::KeyDelivery(crate::error::KeyEnvelopeError::BadSignature),
+            SyncError::Announcement(crate::error::AnnouncementError::BadSignature),
+            SyncError::BadReceipt { seq: 1 },
+            SyncError::RelayLostOwnLog {
+                seq: 1,
+                code: "x".into(),
+            },
+            SyncError::OwnTailWithheld {
+                seq: 1,
+                witness: d,
+                since: 0,
+            },
+            SyncError::SnapshotMissing { epoch: 2, since: 0 },
+            SyncError::Rollback {
+                device: d,
+                ours: 2,
+                relay: 1,
+            },
+            SyncError::Fork { device: d, seq: 1 },
+            SyncError::Withheld {
+                device: d,
+                received: 1,
+                relay: 2,
+            },
+            SyncError::ForkWitnessed {
+                device: d,
+                seq: 1,
+                witness: d,
+            },
+            SyncError::WitnessedAhead {
+                device: d,
+                seq: 2,
+                applied: 1,
+                witness: d,
+            },
+        ];
+        for e in &errors {
+            let alarm = of_error(e).unwrap_or_else(|| panic!("{e:?} is not an alarm"));
+            assert!(
+                super::super::alarm_words::describe(&alarm.code).is_some(),
+                "{}",
+                alarm.code
+            );
+        }
+        let rejections = [
+            Rejection::Malformed(EnvelopeError::ZeroSeq),
+            Rejection::WrongTeam {
+                device: d,
+                seq: 1,
+                found: TeamId::from_bytes([3; 16]),
+            },
+            Rejection::Author(AuthorError::UnknownDevice(d)),
+            Rejection::Author(AuthorError::CannotWrite(d)),
+            Rejection::Author(AuthorError::Revoked {
+                device: d,
+                seq: 2,
+                last_seq: 1,
+            }),
+            Rejection::Author(AuthorError::EpochAfterRevocation {
+                device: d,
+                epoch: 2,
+            }),
+            Rejection::Author(AuthorError::UnknownEpoch {
+                epoch: 3,
+                current: 2,
+            }),
+            Rejection::Signature {
+                device: d,
+                seq: 1,
+                error: EnvelopeError::BadSignature,
+            },
+            Rejection::Replay {
+                device: d,
+                seq: 1,
+                expected: 2,
+            },
+            Rejection::Gap {
+                device: d,
+                seq: 3,
+                expected: 2,
+            },
+            Rejection::BrokenChain { device: d, seq: 1 },
+            Rejection::BodyDropped {
+                device: d,
+                seq: 1,
+                epoch: 1,
+            },
+            Rejection::RevokedFork { device: d, seq: 1 },
+            Rejection::ForgedActor {
+                device: d,
+                seq: 1,
+                case: c,
+            },
+            Rejection::NotPermitted {
+                device: d,
+                seq: 1,
+                case: c,
+                what: "x".into(),
+            },
+            Rejection::InvalidSchema {
+                device: d,
+                seq: 1,
+                case: c,
+            },
+            Rejection::MissingDependencies {
+                device: d,
+                seq: 1,
+                case: c,
+            },
+            Rejection::SnapshotNotAdmin { device: d, seq: 1 },
+            Rejection::Unreadable {
+                device: d,
+                seq: 1,
+                error: EnvelopeError::DecryptFailed,
+            },
+            Rejection::InvalidContent {
+                device: d,
+                seq: 1,
+                what: "x".into(),
+            },
+        ];
+        for r in &rejections {
+            let alarm = of_rejection(r);
+            assert!(
+                super::super::alarm_words::describe(&alarm.code).is_some(),
+                "{}",
+                alarm.code
+            );
+        }
+    }
+}
