@@ -118,6 +118,22 @@ impl CaseDoc {
             .map_err(|e| CaseError::BadChange(e.to_string()))
     }
 
+    /// Applies changes already decoded (the sync engine decodes them to
+    /// check their author first).
+    pub fn apply_decoded(&mut self, changes: Vec<Change>) -> Result<(), CaseError> {
+        self.doc
+            .apply_changes(changes)
+            .map_err(|e| CaseError::BadChange(e.to_string()))
+    }
+
+    /// A copy to try changes on, with the same actor.
+    pub fn fork(&mut self) -> CaseDoc {
+        let actor = self.doc.get_actor().clone();
+        CaseDoc {
+            doc: self.doc.fork().with_actor(actor),
+        }
+    }
+
     /// Merges a saved document (a snapshot's copy of this case) into this
     /// one; what both hold is kept once.
     pub fn merge_saved(&mut self, bytes: &[u8]) -> Result<(), CaseError> {

@@ -155,7 +155,7 @@ pub(crate) fn apply_in(
         .collect::<Result<Vec<_>, StoreError>>()?;
     let device = keys.device_id();
     let rows: Vec<Result<SealedCase, StoreError>> =
-        on_every_core_mut(&mut work, |(id, batch, held)| {
+        on_every_core(&mut work, |(id, batch, held)| {
             let mut doc = match held {
                 Some(bytes) => {
                     let mut doc = CaseDoc::load(bytes, device)?;
@@ -191,7 +191,7 @@ pub(crate) fn write_checked_in(
     sealer: &super::Sealer,
     docs: &mut [CheckedCase],
 ) -> Result<(), StoreError> {
-    let rows: Vec<SealedCase> = on_every_core_mut(docs, |c| {
+    let rows: Vec<SealedCase> = on_every_core(docs, |c| {
         SealedCase::build_with_view(sealer, c.case, &mut c.doc, c.view.as_ref())
     });
     for row in rows {
@@ -202,7 +202,10 @@ pub(crate) fn write_checked_in(
 
 /// `f` over `items`, split across the machine's cores when there are
 /// enough items to be worth a thread; results in the order of `items`.
-fn on_every_core_mut<T: Send, R: Send>(items: &mut [T], f: impl Fn(&mut T) -> R + Sync) -> Vec<R> {
+pub(crate) fn on_every_core<T: Send, R: Send>(
+    items: &mut [T],
+    f: impl Fn(&mut T) -> R + Sync,
+) -> Vec<R> {
     const PER_THREAD: usize = 16;
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())

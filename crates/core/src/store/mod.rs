@@ -25,7 +25,8 @@ pub mod wipe;
 mod witness;
 
 pub use alarms::{Acknowledgement, Alarm, AlarmId, NewAlarm};
-pub use cases::CheckedCase;
+pub(crate) use cases::on_every_core;
+pub use cases::{CheckedCase, HeldCase};
 pub use pull::{PulledPage, Submission};
 pub use receiving::Delivered;
 pub use sync_state::{OutboxEntry, PeerHead, QuarantinedEnvelope};

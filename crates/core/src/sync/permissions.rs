@@ -26,10 +26,17 @@
 //! author's later changes to the same case then miss their dependencies
 //! and are refused too, until the office has dealt with the device.
 //!
-//! The checks run on the page's documents in memory, in envelope order;
-//! the documents are written once, with their views, when the page commits.
+//! **How.** The pull stages each envelope's changes (and each snapshot
+//! document) per case, in page order; [`PageDocs::resolve`] then runs each
+//! case's steps on its document, the cases on every core (a first sync
+//! brings thousands). An envelope refused in one case is taken out of the
+//! others it touched, which are run again without it, until nothing
+//! changes. The documents are written once, with their views, when the
+//! page commits.
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use automerge::Change;
 
 use super::Rejection;
 use crate::case::{CaseDoc, CaseView};
@@ -39,259 +46,305 @@ use crate::ids::{CaseId, DeviceId};
 use crate::roster::Role;
 use crate::store::{CheckedCase, DeviceStore, StoreError};
 
-/// What was applied to one case in this page, to rebuild it if an
-/// envelope is refused half-way.
-enum Applied {
-    Changes(Vec<Vec<u8>>),
+/// One thing the page does to a case, in order.
+enum Step {
+    /// An envelope's changes to this case.
+    Changes {
+        /// The envelope (its position among the page's staged envelopes).
+        envelope: usize,
+        batch: Vec<Vec<u8>>,
+    },
+    /// A document from an admin's snapshot, merged.
     Saved(Vec<u8>),
 }
 
-/// One case's document as the page changes it.
-struct Slot {
-    /// The document as stored before the page (`None`: not held).
-    stored: Option<zeroize::Zeroizing<Vec<u8>>>,
-    /// The document now (`None`: not held, nothing applied yet).
-    doc: Option<CaseDoc>,
-    /// Its view now.
-    view: Option<CaseView>,
-    /// What the page applied, in order.
-    applied: Vec<Applied>,
+/// Who wrote a staged envelope.
+struct Author {
+    device: DeviceId,
+    role: Role,
+    seq: u64,
 }
 
-/// The documents a page touches.
+/// The changes a page stages, per case.
 pub(super) struct PageDocs {
     device: DeviceId,
-    slots: BTreeMap<CaseId, Slot>,
+    authors: Vec<Author>,
+    steps: BTreeMap<CaseId, Vec<Step>>,
+}
+
+/// One case at the end of a run of its steps.
+struct Outcome {
+    doc: Option<CaseDoc>,
+    view: Option<CaseView>,
+    /// The first refusal of each envelope refused in this case.
+    refused: Vec<(usize, Rejection)>,
+    /// The envelopes the run left out.
+    excluded: BTreeSet<usize>,
+}
+
+/// Whether the run behind `outcome` applied one of the envelopes `out`.
+fn applied_any(steps: &[Step], outcome: &Outcome, out: &BTreeSet<usize>) -> bool {
+    steps.iter().any(|s| match s {
+        Step::Changes { envelope, .. } => {
+            out.contains(envelope)
+                && !outcome.excluded.contains(envelope)
+                && !outcome.refused.iter().any(|(e, _)| e == envelope)
+        }
+        Step::Saved(_) => false,
+    })
 }
 
 impl PageDocs {
-    /// No document touched yet; `device` is this device (the actor of any
-    /// later local edit).
+    /// Nothing staged yet; `device` is this device (the actor of any later
+    /// local edit).
     pub(super) fn new(device: DeviceId) -> Self {
         PageDocs {
             device,
-            slots: BTreeMap::new(),
+            authors: Vec::new(),
+            steps: BTreeMap::new(),
         }
     }
 
-    fn slot(&mut self, store: &DeviceStore, case: CaseId) -> Result<&mut Slot, StoreError> {
-        if !self.slots.contains_key(&case) {
-            let (stored, doc, view) = match store.held_case(case)? {
-                Some((bytes, view)) => {
-                    let doc = CaseDoc::load(&bytes, self.device)?;
-                    let view = view.or_else(|| doc.read().ok());
-                    (Some(bytes), Some(doc), view)
-                }
-                None => (None, None, None),
-            };
-            self.slots.insert(
-                case,
-                Slot {
-                    stored,
-                    doc,
-                    view,
-                    applied: Vec::new(),
-                },
-            );
-        }
-        Ok(self.slots.get_mut(&case).expect("inserted above"))
-    }
-
-    /// Checks the changes of one envelope of `author` (with `role`) and,
-    /// if every one passes, applies them all. Changes to `shredded` cases
-    /// are left out by the caller. Returns the refusal if one fails
-    /// (nothing of the envelope applied then).
-    pub(super) fn apply(
+    /// Stages one envelope's changes (those to shredded cases left out by
+    /// the caller); returns its number for [`PageDocs::resolve`].
+    pub(super) fn stage(
         &mut self,
-        store: &DeviceStore,
-        author: DeviceId,
+        device: DeviceId,
         role: Role,
         seq: u64,
-        changes: &[CaseChange],
-    ) -> Result<Option<Rejection>, StoreError> {
+        changes: Vec<CaseChange>,
+    ) -> usize {
+        let envelope = self.authors.len();
+        self.authors.push(Author { device, role, seq });
         let mut by_case: BTreeMap<CaseId, Vec<Vec<u8>>> = BTreeMap::new();
         for c in changes {
-            if CaseDoc::change_author(&c.change) != Some(author) {
-                return Ok(Some(Rejection::ForgedActor {
-                    device: author,
-                    seq,
-                    case: c.case,
-                }));
-            }
-            by_case.entry(c.case).or_default().push(c.change.clone());
+            by_case.entry(c.case).or_default().push(c.change);
         }
-        let mut done: Vec<(CaseId, Option<CaseView>, Vec<Vec<u8>>)> = Vec::new();
-        let mut refusal = None;
         for (case, batch) in by_case {
-            match self.try_case(store, author, role, seq, case, &batch)? {
-                Ok(view) => done.push((case, view, batch)),
-                Err(r) => {
-                    refusal = Some(r);
-                    break;
-                }
-            }
+            self.steps
+                .entry(case)
+                .or_default()
+                .push(Step::Changes { envelope, batch });
         }
-        if let Some(refusal) = refusal {
-            // Undo what this envelope changed in the cases it passed in.
-            for (case, _, _) in done {
-                self.rebuild(case)?;
-            }
-            if let Some(failed) = refusal_case(&refusal) {
-                self.rebuild(failed)?;
-            }
-            return Ok(Some(refusal));
-        }
-        for (case, view, batch) in done {
-            let slot = self.slots.get_mut(&case).expect("touched above");
-            slot.view = view;
-            slot.applied.push(Applied::Changes(batch));
-        }
-        Ok(None)
+        envelope
     }
 
-    /// Applies one case's changes and checks the result; the slot holds
-    /// the result either way (the caller rebuilds it on a refusal).
-    fn try_case(
-        &mut self,
-        store: &DeviceStore,
-        author: DeviceId,
-        role: Role,
-        seq: u64,
-        case: CaseId,
-        batch: &[Vec<u8>],
-    ) -> Result<Result<Option<CaseView>, Rejection>, StoreError> {
-        let device = self.device;
-        let slot = self.slot(store, case)?;
-        let not_permitted = |what: &str| Rejection::NotPermitted {
-            device: author,
-            seq,
-            case,
-            what: what.to_owned(),
-        };
-        if role == Role::Intake
-            && let Some(doc) = slot.doc.as_mut()
-            && doc.creator() != Some(author)
-        {
-            return Ok(Err(not_permitted(
-                "an intake device changes only the cases it recorded",
-            )));
-        }
-        let before = slot.view.clone();
-        let doc = match slot.doc.as_mut() {
-            Some(doc) => doc,
-            None => slot.doc.insert(CaseDoc::from_changes(&[], device)?),
-        };
-        if doc.apply_changes(batch).is_err() {
-            return Ok(Err(Rejection::InvalidSchema {
-                device: author,
-                seq,
-                case,
-            }));
-        }
-        if doc.is_incomplete() {
-            return Ok(Err(Rejection::MissingDependencies {
-                device: author,
-                seq,
-                case,
-            }));
-        }
-        let after = match doc.read() {
-            Ok(view) if view.case.case_id == case => Some(view),
-            // A document that did not read before may still not (nothing
-            // this envelope broke); one that did must go on reading.
-            Err(_) if slot.stored.is_some() && before.is_none() => None,
-            _ => {
-                return Ok(Err(Rejection::InvalidSchema {
-                    device: author,
-                    seq,
-                    case,
-                }));
-            }
-        };
-        if !role.is_office()
-            && let Some(after) = &after
-            && adds_consent_override(before.as_ref(), after)
-        {
-            return Ok(Err(not_permitted(
-                "only an office device records a consent override",
-            )));
-        }
-        Ok(Ok(after))
-    }
-
-    /// Merges a snapshot's document (from an admin, checked by the caller).
-    pub(super) fn merge_saved(
-        &mut self,
-        store: &DeviceStore,
-        saved: &SavedCase,
-    ) -> Result<(), StoreError> {
-        let device = self.device;
-        let slot = self.slot(store, saved.case)?;
-        match slot.doc.as_mut() {
-            Some(doc) => doc.merge_saved(&saved.doc)?,
-            None => {
-                slot.doc = Some(CaseDoc::load(&saved.doc, device)?);
-            }
-        }
-        slot.view = slot.doc.as_ref().and_then(|d| d.read().ok());
-        slot.applied.push(Applied::Saved(saved.doc.clone()));
-        Ok(())
+    /// Stages a snapshot's document (from an admin, checked by the caller).
+    pub(super) fn stage_saved(&mut self, saved: SavedCase) {
+        self.steps
+            .entry(saved.case)
+            .or_default()
+            .push(Step::Saved(saved.doc));
     }
 
     /// Forgets a shredded case (the store deletes it with the page).
     pub(super) fn forget(&mut self, case: CaseId) {
-        self.slots.remove(&case);
+        self.steps.remove(&case);
     }
 
-    /// Rebuilds one case from what was stored and what the page applied.
-    fn rebuild(&mut self, case: CaseId) -> Result<(), StoreError> {
-        let device = self.device;
-        let Some(slot) = self.slots.get_mut(&case) else {
-            return Ok(());
-        };
-        let mut doc = match &slot.stored {
-            Some(bytes) => Some(CaseDoc::load(bytes, device)?),
-            None => None,
-        };
-        for step in &slot.applied {
-            let d = match doc.as_mut() {
-                Some(d) => d,
-                None => doc.insert(CaseDoc::from_changes(&[], device)?),
-            };
-            match step {
-                Applied::Changes(batch) => d.apply_changes(batch)?,
-                Applied::Saved(bytes) => d.merge_saved(bytes)?,
+    /// Runs every staged step; returns the refused envelopes with their
+    /// first refusal, and the documents to write (none for `shredded`).
+    pub(super) fn resolve(
+        self,
+        store: &DeviceStore,
+        shredded: &BTreeSet<CaseId>,
+    ) -> Result<(BTreeMap<usize, Rejection>, Vec<CheckedCase>), StoreError> {
+        let mut work = Vec::with_capacity(self.steps.len());
+        for (case, steps) in self.steps {
+            if !shredded.contains(&case) {
+                work.push((case, store.held_case(case)?, steps));
             }
         }
-        slot.view = doc.as_ref().and_then(|d| d.read().ok());
-        slot.doc = doc;
-        Ok(())
-    }
-
-    /// The documents the page changed, to write when it commits (none of
-    /// the cases in `shredded`).
-    pub(super) fn into_checked(self, shredded: &BTreeSet<CaseId>) -> Vec<CheckedCase> {
-        self.slots
-            .into_iter()
-            .filter(|(case, slot)| !slot.applied.is_empty() && !shredded.contains(case))
-            .filter_map(|(case, slot)| {
-                slot.doc.map(|doc| CheckedCase {
+        let (device, authors) = (self.device, &self.authors);
+        let none = BTreeSet::new();
+        let mut outcomes = crate::store::on_every_core(&mut work, |(case, held, steps)| {
+            run(device, authors, *case, held.as_ref(), steps, &none)
+        })
+        .into_iter()
+        .collect::<Result<Vec<Outcome>, StoreError>>()?;
+        let mut refused: BTreeMap<usize, Rejection> = BTreeMap::new();
+        loop {
+            let before = refused.len();
+            for outcome in &outcomes {
+                for (envelope, rejection) in &outcome.refused {
+                    refused
+                        .entry(*envelope)
+                        .or_insert_with(|| rejection.clone());
+                }
+            }
+            if refused.len() == before {
+                break;
+            }
+            // Cases where an envelope refused elsewhere was applied: run
+            // again without it (rare: only around a refused envelope). A
+            // run without it may refuse another envelope (built on it): the
+            // loop takes that one out too.
+            let out: BTreeSet<usize> = refused.keys().copied().collect();
+            for (i, (case, held, steps)) in work.iter().enumerate() {
+                if applied_any(steps, &outcomes[i], &out) {
+                    outcomes[i] = run(device, authors, *case, held.as_ref(), steps, &out)?;
+                }
+            }
+        }
+        let mut checked = Vec::new();
+        for ((case, _, steps), outcome) in work.into_iter().zip(outcomes) {
+            let changed = steps.iter().any(|s| match s {
+                Step::Changes { envelope, .. } => !refused.contains_key(envelope),
+                Step::Saved(_) => true,
+            });
+            if let (true, Some(doc)) = (changed, outcome.doc) {
+                checked.push(CheckedCase {
                     case,
                     doc,
-                    view: slot.view,
-                })
-            })
-            .collect()
+                    view: outcome.view,
+                });
+            }
+        }
+        Ok((refused, checked))
     }
 }
 
-fn refusal_case(r: &Rejection) -> Option<CaseId> {
-    match r {
-        Rejection::NotPermitted { case, .. }
-        | Rejection::InvalidSchema { case, .. }
-        | Rejection::MissingDependencies { case, .. } => Some(*case),
-        _ => None,
+/// Runs one case's steps on its document, leaving out the envelopes in
+/// `excluded`; each other envelope is applied if it passes, and refused
+/// (its changes not applied) if not.
+fn run(
+    device: DeviceId,
+    authors: &[Author],
+    case: CaseId,
+    held: Option<&crate::store::HeldCase>,
+    steps: &[Step],
+    excluded: &BTreeSet<usize>,
+) -> Result<Outcome, StoreError> {
+    let (mut doc, mut view) = match held {
+        Some((bytes, view)) => {
+            let doc = CaseDoc::load(bytes, device)?;
+            let view = view.clone().or_else(|| doc.read().ok());
+            (Some(doc), view)
+        }
+        None => (None, None),
+    };
+    let mut refused = Vec::new();
+    for step in steps {
+        match step {
+            Step::Saved(bytes) => {
+                match doc.as_mut() {
+                    Some(d) => d.merge_saved(bytes)?,
+                    None => doc = Some(CaseDoc::load(bytes, device)?),
+                }
+                view = doc.as_ref().and_then(|d| d.read().ok());
+            }
+            Step::Changes { envelope, .. } if excluded.contains(envelope) => {}
+            Step::Changes { envelope, batch } => {
+                let author = &authors[*envelope];
+                match check(device, author, case, doc.as_mut(), view.as_ref(), batch)? {
+                    Ok((next, next_view)) => {
+                        doc = Some(next);
+                        view = next_view;
+                    }
+                    Err(rejection) => refused.push((*envelope, rejection)),
+                }
+            }
+        }
     }
+    Ok(Outcome {
+        doc,
+        view,
+        refused,
+        excluded: excluded.clone(),
+    })
+}
+
+/// One envelope's changes to one case: the document and view after them,
+/// or why they are refused (`doc` is then unchanged).
+fn check(
+    device: DeviceId,
+    author: &Author,
+    case: CaseId,
+    doc: Option<&mut CaseDoc>,
+    before: Option<&CaseView>,
+    batch: &[Vec<u8>],
+) -> Result<Result<(CaseDoc, Option<CaseView>), Rejection>, StoreError> {
+    let Author {
+        device: by,
+        role,
+        seq,
+    } = *author;
+    let mut decoded = Vec::with_capacity(batch.len());
+    for bytes in batch {
+        match Change::from_bytes(bytes.clone()) {
+            Ok(change) if DeviceId::from_slice(change.actor_id().to_bytes()) == Ok(by) => {
+                decoded.push(change);
+            }
+            Ok(_) => {
+                return Ok(Err(Rejection::ForgedActor {
+                    device: by,
+                    seq,
+                    case,
+                }));
+            }
+            Err(_) => {
+                return Ok(Err(Rejection::InvalidSchema {
+                    device: by,
+                    seq,
+                    case,
+                }));
+            }
+        }
+    }
+    let not_permitted = |what: &str| Rejection::NotPermitted {
+        device: by,
+        seq,
+        case,
+        what: what.to_owned(),
+    };
+    let held = doc.is_some();
+    let mut next = match doc {
+        Some(doc) => {
+            if role == Role::Intake && doc.creator() != Some(by) {
+                return Ok(Err(not_permitted(
+                    "an intake device changes only the cases it recorded",
+                )));
+            }
+            doc.fork()
+        }
+        None => CaseDoc::from_changes(&[], device)?,
+    };
+    if next.apply_decoded(decoded).is_err() {
+        return Ok(Err(Rejection::InvalidSchema {
+            device: by,
+            seq,
+            case,
+        }));
+    }
+    if next.is_incomplete() {
+        return Ok(Err(Rejection::MissingDependencies {
+            device: by,
+            seq,
+            case,
+        }));
+    }
+    let after = match next.read() {
+        Ok(view) if view.case.case_id == case => Some(view),
+        // A document that did not read before may still not (nothing this
+        // envelope broke); one that did must go on reading.
+        Err(_) if held && before.is_none() => None,
+        _ => {
+            return Ok(Err(Rejection::InvalidSchema {
+                device: by,
+                seq,
+                case,
+            }));
+        }
+    };
+    if !role.is_office()
+        && let Some(after) = &after
+        && adds_consent_override(before, after)
+    {
+        return Ok(Err(not_permitted(
+            "only an office device records a consent override",
+        )));
+    }
+    Ok(Ok((next, after)))
 }
 
 /// Whether `after` holds a consent override `before` did not, as a value

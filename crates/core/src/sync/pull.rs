@@ -192,6 +192,7 @@ pub(super) fn pull<T: Transport>(
         };
         let mut position = cursor;
         let mut docs = PageDocs::new(me);
+        let mut staged: Vec<(usize, Vec<u8>, usize)> = Vec::new();
         let mut changed: BTreeMap<DeviceId, PeerHead> = BTreeMap::new();
         let mut stopped = None;
         for entry in &page.entries {
@@ -276,15 +277,7 @@ pub(super) fn pull<T: Transport>(
                         }
                         None
                     } else if let Some(part) = opened.snapshot {
-                        take_snapshot(
-                            store,
-                            part,
-                            head,
-                            &mut docs,
-                            &mut shredded,
-                            &mut pulled,
-                            report,
-                        )?
+                        take_snapshot(part, head, &mut docs, &mut shredded, &mut pulled, report)
                     } else {
                         let mut kept = Vec::with_capacity(opened.changes.len());
                         for change in opened.changes {
@@ -302,11 +295,10 @@ pub(super) fn pull<T: Transport>(
                         let role = roster
                             .device(&head.device)
                             .map_or(Role::Auditor, |d| d.entry.role);
-                        let refusal = docs.apply(store, head.device, role, head.seq, &kept)?;
-                        if refusal.is_none() {
-                            report.applied_changes += kept.len();
-                        }
-                        refusal
+                        let count = kept.len();
+                        let n = docs.stage(head.device, role, head.seq, kept);
+                        staged.push((n, entry.bytes.clone(), count));
+                        None
                     };
                     if let Some(rejection) = refusal {
                         // Authentic, so chained; not applied; kept as
@@ -386,7 +378,20 @@ pub(super) fn pull<T: Transport>(
         stored_cursor = stored_cursor.max(position);
         pulled.cursor = stored_cursor;
         pulled.heads = changed.into_values().collect();
-        pulled.checked = docs.into_checked(&shredded);
+        let (refused_here, checked) = docs.resolve(store, &shredded)?;
+        pulled.checked = checked;
+        for (n, bytes, count) in staged {
+            match refused_here.get(&n) {
+                // Authentic, so chained; not applied; kept as evidence,
+                // with its alarm.
+                Some(rejection) => {
+                    pulled.quarantined.push((bytes, rejection.record()));
+                    pulled.alarms.push(alarms::of_rejection(rejection));
+                    report.quarantined.push(rejection.clone());
+                }
+                None => report.applied_changes += count,
+            }
+        }
         views.note_relay(&page.heads);
         pulled.meta = vec![
             (witness::CLAIMS, witnesses.encode()),
@@ -527,20 +532,19 @@ fn take_notices(
 /// comes from an admin): its tombstones must name its signer, or nothing
 /// of it is applied. Returns the refusal, if any.
 fn take_snapshot(
-    store: &DeviceStore,
     mut part: Snapshot,
     head: PeerHead,
     docs: &mut PageDocs,
     shredded: &mut std::collections::BTreeSet<crate::ids::CaseId>,
     pulled: &mut PulledPage,
     report: &mut SyncReport,
-) -> Result<Option<Rejection>, StoreError> {
+) -> Option<Rejection> {
     if part.tombstones.iter().any(|t| t.by != head.device) {
-        return Ok(Some(Rejection::InvalidContent {
+        return Some(Rejection::InvalidContent {
             device: head.device,
             seq: head.seq,
             what: "a tombstone names another device than the snapshot's signer".into(),
-        }));
+        });
     }
     for t in &part.tombstones {
         if shredded.insert(t.case) {
@@ -551,12 +555,12 @@ fn take_snapshot(
     pulled.tombstones.extend(part.tombstones.iter().copied());
     for saved in std::mem::take(&mut part.cases) {
         if !shredded.contains(&saved.case) {
-            docs.merge_saved(store, &saved)?;
+            docs.stage_saved(saved);
         }
     }
     pulled.labels.extend(part.labels.iter().cloned());
     pulled.snapshot_parts.push(part);
-    Ok(None)
+    None
 }
 
 /// Why a page was cut short before its end.
