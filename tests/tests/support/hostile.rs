@@ -50,12 +50,19 @@ pub fn is_page(request: &Request) -> bool {
     request.path.contains("/envelopes?")
 }
 
-/// A rewrite that edits every successful page of envelopes.
+/// A rewrite that edits every successful page of envelopes. The page's
+/// next cursor is then set as the relay sets it (its last envelope's, or
+/// where it was asked from when empty), so an edit leaves the page well
+/// formed unless it means not to.
 pub fn pages(mut edit: impl FnMut(&mut Page)) -> impl FnMut(&Request, &mut Response) {
     move |request, response| {
         if is_page(request) && response.status == 200 {
             let mut page = Page::parse(&response.body, 1000, 1000).unwrap();
             edit(&mut page);
+            page.next_cursor = page
+                .entries
+                .last()
+                .map_or_else(|| asked_after(request), |e| e.cursor);
             response.body = Page::encode_with(
                 page.next_cursor,
                 page.more,
@@ -64,6 +71,16 @@ pub fn pages(mut edit: impl FnMut(&mut Page)) -> impl FnMut(&Request, &mut Respo
             );
         }
     }
+}
+
+/// The cursor a page request asks from.
+pub fn asked_after(request: &Request) -> u64 {
+    request
+        .path
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("after="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Serves `bytes` as one more envelope at the end of a page.

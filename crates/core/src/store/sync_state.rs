@@ -302,15 +302,25 @@ impl DeviceStore {
     }
 }
 
+/// Most quarantined envelopes kept as evidence.
+const MAX_QUARANTINE: i64 = 10_000;
+
 pub(super) fn quarantine_in(
     tx: &rusqlite::Transaction<'_>,
     sealer: &super::Sealer,
     envelope: &[u8],
     reason: &str,
 ) -> Result<(), StoreError> {
-    let next: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM quarantine", [], |r| {
-        r.get(0)
-    })?;
+    let (next, count): (i64, i64) = tx.query_row(
+        "SELECT COALESCE(MAX(id), 0) + 1, COUNT(*) FROM quarantine",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    // Evidence is kept up to a bound (its alarm is kept regardless): junk
+    // served without end must not fill the device.
+    if count >= MAX_QUARANTINE {
+        return Ok(());
+    }
     let mut plain = (reason.len() as u32).to_be_bytes().to_vec();
     plain.extend_from_slice(reason.as_bytes());
     plain.extend_from_slice(envelope);

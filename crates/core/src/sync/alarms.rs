@@ -32,9 +32,19 @@ pub(crate) fn of_error(e: &SyncError) -> Option<NewAlarm> {
     })
 }
 
-/// The alarm a quarantined envelope raises.
+/// The alarm a quarantined envelope raises. What no signature vouches for
+/// (junk the relay can make at will) is one alarm per code and device,
+/// not one per seq it names.
 pub(crate) fn of_rejection(r: &Rejection) -> NewAlarm {
     let (device, seq) = r.subject();
+    let unsigned = matches!(
+        r,
+        Rejection::Malformed(_)
+            | Rejection::WrongTeam { .. }
+            | Rejection::Signature { .. }
+            | Rejection::Author(crate::error::AuthorError::UnknownDevice(_))
+    );
+    let seq = if unsigned { None } else { seq };
     NewAlarm {
         code: r.code().to_owned(),
         device,
@@ -108,7 +118,16 @@ pub fn acknowledge(
             _ => return Err(AcknowledgeError::Ambiguous(wanted)),
         }
     }
-    let local_only = matches!(role, Some(Role::Intake | Role::Auditor) | None);
+    // A device that reads nothing an admin writes closes its own alarms;
+    // an intake device only once it has reported them to the office.
+    let local_only = match role {
+        Some(Role::Intake) => open
+            .iter()
+            .filter(|a| chosen.contains(&(a.raised_by, a.id)))
+            .all(|a| a.reported),
+        Some(Role::Auditor) | None => true,
+        _ => false,
+    };
     if role != Some(Role::Admin) && !(local_only && chosen.iter().all(|(by, _)| *by == me)) {
         return Err(AcknowledgeError::NotAdmin);
     }

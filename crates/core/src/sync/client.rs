@@ -16,6 +16,8 @@ use crate::request_auth;
 use crate::roster::Role;
 use crate::transport::{Method, Request, Response, Transport};
 
+/// Largest clock correction a relay's `clock_skew` answer may cause.
+const MAX_CLOCK_OFFSET_SECS: u64 = 24 * 3600;
 /// Most heads a page may carry (devices in a team).
 const MAX_PAGE_HEADS: usize = 10_000;
 /// Most envelopes a page may carry.
@@ -200,7 +202,16 @@ impl<T: Transport> RelayClient<T> {
                 && err.error.code == "clock_skew"
                 && let Some(server) = err.server_time
             {
-                self.clock_offset = server as i64 - env.now() as i64;
+                let offset = server as i64 - env.now() as i64;
+                // A device's clock may be off by hours; a relay claiming
+                // more than a day is lying (and would skew every time this
+                // device states).
+                if offset.unsigned_abs() > MAX_CLOCK_OFFSET_SECS {
+                    return Err(SyncError::RelayMalformed(format!(
+                        "the relay's clock is {offset} seconds from this device's; set the date and time if this device's is wrong"
+                    )));
+                }
+                self.clock_offset = offset;
                 continue;
             }
             return Ok(response);

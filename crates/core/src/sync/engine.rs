@@ -165,12 +165,19 @@ fn run<T: Transport>(
         return pulled.map(|()| report);
     }
     // An alarm about someone else's envelopes does not keep this device's
-    // own work from reaching the relay.
+    // own work from reaching the relay; a roster another device stated and
+    // the relay does not serve keeps it from sealing anything new.
+    let doubt = super::pull::open_doubt(store, &roster)?;
     if role.can_write() {
-        report.sealed = seal_outbox(store, &roster, role, client.now(env))?;
+        if doubt.is_none() {
+            report.sealed = seal_outbox(store, &roster, role, client.now(env))?;
+        }
         report.pushed = push(store, client, env, progress)?;
     }
     pulled?;
+    if let Some(doubt) = doubt {
+        return Err(doubt);
+    }
     if role == Role::Admin {
         report.bodies_dropped_at_relay = super::shred::finish_compaction(store, client, env)?;
     }
@@ -257,7 +264,48 @@ pub(crate) fn refresh_roster<T: Transport>(
         }
     }
     store.save_roster(&roster)?;
+    applied_beyond_revocations(store, &roster, env.now())?;
     Ok(roster)
+}
+
+/// A revocation names the last envelope the team accepts from a device; if
+/// this device already applied more of it, or another envelope at that
+/// seq (the relay kept it from the revoking admin), that is an alarm: what
+/// lies beyond was written by whoever holds the device.
+fn applied_beyond_revocations(
+    store: &mut DeviceStore,
+    roster: &Roster,
+    now: u64,
+) -> Result<(), SyncError> {
+    for record in roster.devices() {
+        let Some(bound) = record.revoked else {
+            continue;
+        };
+        let device = record.entry.id();
+        let Some(head) = store.peer_head(device)? else {
+            continue;
+        };
+        let code = if head.seq > bound.last_seq {
+            "revoked_author"
+        } else if head.seq == bound.last_seq && head.id != bound.last_id {
+            "revoked_fork"
+        } else {
+            continue;
+        };
+        store.raise_alarm(
+            &crate::store::NewAlarm {
+                code: code.into(),
+                device: Some(device),
+                seq: Some(head.seq),
+                message: format!(
+                    "device {device} was revoked with its log ending at seq {}, but this device had applied its seq {} before it learnt of the revocation: what that envelope brought came from whoever holds the device",
+                    bound.last_seq, head.seq
+                ),
+            },
+            now,
+        )?;
+    }
+    Ok(())
 }
 
 /// Seals the outbox into envelopes of this device's log, under `roster`
@@ -281,10 +329,14 @@ pub(super) fn seal_outbox(
     let mut sealed = 0;
     loop {
         let entries = store.outbox(CHANGES_PER_ENVELOPE)?;
-        let (notices, reported, acked) = if sealed == 0 {
+        let Notices {
+            notices,
+            reported,
+            acked,
+        } = if sealed == 0 {
             notices_to_send(store, role)?
         } else {
-            Default::default()
+            Notices::default()
         };
         if entries.is_empty() && notices.is_empty() {
             return Ok(sealed);
@@ -336,8 +388,13 @@ pub(super) fn seal_outbox(
         if !reported.is_empty() {
             store.mark_alarms_reported(&reported)?;
         }
-        if acked {
-            super::alarms::set_pending_acks(store, &[])?;
+        if !acked.is_empty() {
+            // Only what went out: an acknowledgement made meanwhile waits.
+            let left: Vec<_> = super::alarms::pending_acks(store)?
+                .into_iter()
+                .filter(|a| !acked.contains(a))
+                .collect();
+            super::alarms::set_pending_acks(store, &left)?;
         }
         sealed += 1;
     }
@@ -345,13 +402,27 @@ pub(super) fn seal_outbox(
 
 /// The notices this device's next envelope carries: its alarms not yet
 /// reported, and (an admin) the acknowledgements it has not sent.
-fn notices_to_send(
-    store: &DeviceStore,
-    role: Role,
-) -> Result<(Vec<Notice>, Vec<crate::store::AlarmId>, bool), SyncError> {
-    let mut notices = Vec::new();
+fn notices_to_send(store: &DeviceStore, role: Role) -> Result<Notices, SyncError> {
+    // Acknowledgements first: they close alarms across the team; reports
+    // fill what room is left, the rest go in the next envelope.
+    let acks = if role == Role::Admin {
+        super::alarms::pending_acks(store)?
+    } else {
+        Vec::new()
+    };
+    let acks: Vec<_> = acks.into_iter().take(seal::MAX_NOTICES).collect();
+    let mut notices: Vec<Notice> = acks
+        .iter()
+        .map(|(raised_by, id)| Notice::Ack {
+            raised_by: *raised_by,
+            id: id.0,
+        })
+        .collect();
     let mut reported = Vec::new();
     for alarm in store.unreported_alarms()? {
+        if notices.len() >= seal::MAX_NOTICES {
+            break;
+        }
         reported.push(alarm.id);
         notices.push(Notice::Alarm {
             id: alarm.id.0,
@@ -361,19 +432,19 @@ fn notices_to_send(
             first_seen: alarm.first_seen,
         });
     }
-    let acks = if role == Role::Admin {
-        super::alarms::pending_acks(store)?
-    } else {
-        Vec::new()
-    };
-    let acked = !acks.is_empty();
-    notices.extend(acks.into_iter().map(|(raised_by, id)| Notice::Ack {
-        raised_by,
-        id: id.0,
-    }));
-    notices.truncate(seal::MAX_NOTICES);
-    reported.truncate(seal::MAX_NOTICES);
-    Ok((notices, reported, acked))
+    Ok(Notices {
+        notices,
+        reported,
+        acked: acks,
+    })
+}
+
+/// What an envelope's notices carry, and what sending them settles.
+#[derive(Default)]
+struct Notices {
+    notices: Vec<Notice>,
+    reported: Vec<crate::store::AlarmId>,
+    acked: Vec<(DeviceId, crate::store::AlarmId)>,
 }
 
 /// Uploads every envelope of this device's log the relay has not receipted.
@@ -388,7 +459,9 @@ pub(super) fn push<T: Transport>(
         .relay_receipt_key
         .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(k.as_bytes()).ok())
         .ok_or_else(|| StoreError::Corrupt("the pinned relay key is missing".into()))?;
-    let pinned = (membership.team, &relay_key, client.now(env));
+    // Receipt times are this device's own clock: the relay can skew what
+    // the client takes for its time, not this.
+    let pinned = (membership.team, &relay_key, env.now());
     let pending = store.unreceipted()?;
     let total = pending.len();
     let mut done = 0;

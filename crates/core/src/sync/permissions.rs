@@ -55,7 +55,11 @@ enum Step {
         batch: Vec<Vec<u8>>,
     },
     /// A document from an admin's snapshot, merged.
-    Saved(Vec<u8>),
+    Saved {
+        /// The snapshot's envelope.
+        envelope: usize,
+        doc: Vec<u8>,
+    },
 }
 
 /// Who wrote a staged envelope.
@@ -72,6 +76,14 @@ pub(super) struct PageDocs {
     steps: BTreeMap<CaseId, Vec<Step>>,
 }
 
+/// What resolving a page gives: refused envelopes (by number), deferred
+/// authors (from which seq), and the documents to write.
+pub(super) type Resolved = (
+    BTreeMap<usize, Rejection>,
+    BTreeMap<DeviceId, u64>,
+    Vec<CheckedCase>,
+);
+
 /// One case at the end of a run of its steps.
 struct Outcome {
     doc: Option<CaseDoc>,
@@ -85,12 +97,11 @@ struct Outcome {
 /// Whether the run behind `outcome` applied one of the envelopes `out`.
 fn applied_any(steps: &[Step], outcome: &Outcome, out: &BTreeSet<usize>) -> bool {
     steps.iter().any(|s| match s {
-        Step::Changes { envelope, .. } => {
+        Step::Changes { envelope, .. } | Step::Saved { envelope, .. } => {
             out.contains(envelope)
                 && !outcome.excluded.contains(envelope)
                 && !outcome.refused.iter().any(|(e, _)| e == envelope)
         }
-        Step::Saved(_) => false,
     })
 }
 
@@ -129,12 +140,27 @@ impl PageDocs {
         envelope
     }
 
-    /// Stages a snapshot's document (from an admin, checked by the caller).
-    pub(super) fn stage_saved(&mut self, saved: SavedCase) {
-        self.steps
-            .entry(saved.case)
-            .or_default()
-            .push(Step::Saved(saved.doc));
+    /// Stages a snapshot part's documents (from an admin, checked by the
+    /// caller); returns its number.
+    pub(super) fn stage_snapshot(
+        &mut self,
+        device: DeviceId,
+        seq: u64,
+        cases: Vec<SavedCase>,
+    ) -> usize {
+        let envelope = self.authors.len();
+        self.authors.push(Author {
+            device,
+            role: Role::Admin,
+            seq,
+        });
+        for saved in cases {
+            self.steps.entry(saved.case).or_default().push(Step::Saved {
+                envelope,
+                doc: saved.doc,
+            });
+        }
+        envelope
     }
 
     /// Forgets a shredded case (the store deletes it with the page).
@@ -143,12 +169,15 @@ impl PageDocs {
     }
 
     /// Runs every staged step; returns the refused envelopes with their
-    /// first refusal, and the documents to write (none for `shredded`).
+    /// first refusal, the authors whose envelopes from a seq on wait for a
+    /// later pull (changes building on what this device does not hold yet:
+    /// the relay may have served them before what they build on), and the
+    /// documents to write (none for `shredded`).
     pub(super) fn resolve(
         self,
         store: &DeviceStore,
         shredded: &BTreeSet<CaseId>,
-    ) -> Result<(BTreeMap<usize, Rejection>, Vec<CheckedCase>), StoreError> {
+    ) -> Result<Resolved, StoreError> {
         let mut work = Vec::with_capacity(self.steps.len());
         for (case, steps) in self.steps {
             if !shredded.contains(&case) {
@@ -163,6 +192,7 @@ impl PageDocs {
         .into_iter()
         .collect::<Result<Vec<Outcome>, StoreError>>()?;
         let mut refused: BTreeMap<usize, Rejection> = BTreeMap::new();
+        let mut deferred_from: BTreeMap<DeviceId, u64> = BTreeMap::new();
         loop {
             let before = refused.len();
             for outcome in &outcomes {
@@ -170,6 +200,26 @@ impl PageDocs {
                     refused
                         .entry(*envelope)
                         .or_insert_with(|| rejection.clone());
+                }
+            }
+            // A missing dependency defers its author from that envelope on:
+            // every later envelope of it in the page is taken out too.
+            for rejection in refused.values() {
+                if let Rejection::MissingDependencies { device, seq, .. } = rejection {
+                    let from = deferred_from.entry(*device).or_insert(*seq);
+                    *from = (*from).min(*seq);
+                }
+            }
+            for (n, author) in authors.iter().enumerate() {
+                if deferred_from
+                    .get(&author.device)
+                    .is_some_and(|from| author.seq >= *from)
+                {
+                    refused.entry(n).or_insert(Rejection::MissingDependencies {
+                        device: author.device,
+                        seq: author.seq,
+                        case: CaseId::from_bytes([0; 16]),
+                    });
                 }
             }
             if refused.len() == before {
@@ -189,8 +239,9 @@ impl PageDocs {
         let mut checked = Vec::new();
         for ((case, _, steps), outcome) in work.into_iter().zip(outcomes) {
             let changed = steps.iter().any(|s| match s {
-                Step::Changes { envelope, .. } => !refused.contains_key(envelope),
-                Step::Saved(_) => true,
+                Step::Changes { envelope, .. } | Step::Saved { envelope, .. } => {
+                    !refused.contains_key(envelope)
+                }
             });
             if let (true, Some(doc)) = (changed, outcome.doc) {
                 checked.push(CheckedCase {
@@ -200,7 +251,8 @@ impl PageDocs {
                 });
             }
         }
-        Ok((refused, checked))
+        refused.retain(|_, r| !matches!(r, Rejection::MissingDependencies { .. }));
+        Ok((refused, deferred_from, checked))
     }
 }
 
@@ -226,14 +278,37 @@ fn run(
     let mut refused = Vec::new();
     for step in steps {
         match step {
-            Step::Saved(bytes) => {
-                match doc.as_mut() {
-                    Some(d) => d.merge_saved(bytes)?,
-                    None => doc = Some(CaseDoc::load(bytes, device)?),
+            Step::Changes { envelope, .. } | Step::Saved { envelope, .. }
+                if excluded.contains(envelope) => {}
+            Step::Saved {
+                envelope,
+                doc: bytes,
+            } => {
+                // A document that does not merge (histories that disagree
+                // at the same actor and seq) refuses that snapshot part,
+                // not the whole page.
+                let merged = match doc.as_mut() {
+                    Some(d) => {
+                        let mut next = d.fork();
+                        next.merge_saved(bytes).map(|()| next)
+                    }
+                    None => CaseDoc::load(bytes, device),
+                };
+                match merged {
+                    Ok(next) => {
+                        view = next.read().ok();
+                        doc = Some(next);
+                    }
+                    Err(_) => refused.push((
+                        *envelope,
+                        Rejection::InvalidContent {
+                            device: authors[*envelope].device,
+                            seq: authors[*envelope].seq,
+                            what: format!("the snapshot's copy of case {case} does not merge"),
+                        },
+                    )),
                 }
-                view = doc.as_ref().and_then(|d| d.read().ok());
             }
-            Step::Changes { envelope, .. } if excluded.contains(envelope) => {}
             Step::Changes { envelope, batch } => {
                 let author = &authors[*envelope];
                 match check(device, author, case, doc.as_mut(), view.as_ref(), batch)? {

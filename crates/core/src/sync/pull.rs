@@ -15,7 +15,7 @@
 //! stopped heals the device by itself. Alarms and quarantine entries stay
 //! as the record until an admin acknowledges them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::client::RelayClient;
 use super::engine::{Progress, SyncReport, interrupted};
@@ -104,6 +104,25 @@ impl Rewinds {
         self.from = Some(self.from.map_or(cursor, |f| f.min(cursor)));
     }
 
+    /// What to store with a page.
+    fn metas(&self) -> Vec<(&'static str, Vec<u8>)> {
+        let mut out = vec![(REWOUND, self.encode_tried())];
+        if let Some(from) = self.from {
+            out.push((REWIND, from.to_be_bytes().to_vec()));
+        }
+        out
+    }
+
+    fn encode_tried(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(self.tried.len() * 32);
+        for (device, seq, at) in &self.tried {
+            bytes.extend_from_slice(device.as_bytes());
+            bytes.extend_from_slice(&seq.to_be_bytes());
+            bytes.extend_from_slice(&at.to_be_bytes());
+        }
+        bytes
+    }
+
     /// Stores what the next pull needs; `complete` if this pull reached its
     /// end without a break.
     fn save(
@@ -115,13 +134,7 @@ impl Rewinds {
         // A break the chain has since passed is healed.
         self.tried
             .retain(|(d, s, _)| heads.get(d).is_none_or(|h| h.seq < *s));
-        let mut bytes = Vec::with_capacity(self.tried.len() * 32);
-        for (device, seq, at) in &self.tried {
-            bytes.extend_from_slice(device.as_bytes());
-            bytes.extend_from_slice(&seq.to_be_bytes());
-            bytes.extend_from_slice(&at.to_be_bytes());
-        }
-        store.put_meta(REWOUND, &bytes)?;
+        store.put_meta(REWOUND, &self.encode_tried())?;
         match self.from {
             Some(from) => store.put_meta(REWIND, &from.to_be_bytes()),
             None if complete => store.remove_meta(REWIND),
@@ -153,6 +166,7 @@ pub(super) fn pull<T: Transport>(
     let mut cursor = rewind_from.map_or(high, |r| r.min(high));
     let mut stored_cursor = high;
     let mut applied_at = read_cursors(store, APPLIED_AT)?;
+    let mut stored_applied_at = applied_at.clone();
     // Every head applied so far: a device the relay stops listing is a
     // rollback too.
     let mut heads: BTreeMap<DeviceId, PeerHead> = store
@@ -168,8 +182,18 @@ pub(super) fn pull<T: Transport>(
     let mut views = Views::load(store)?;
     let began = client.now(env);
     let mut first_alarm: Option<SyncError> = None;
+    // Devices whose envelopes this pull leaves for a later one (see
+    // `defer`): passed over for the rest of it.
+    let mut deferred: BTreeSet<DeviceId> = BTreeSet::new();
+    let mut doubts = read_doubts(store)?;
+    let mut pages = 0;
     let (mut page_bytes, mut retries) = (PAGE_TARGET_BYTES, 0);
     let result = loop {
+        pages += 1;
+        if pages > MAX_PAGES {
+            // The rest waits for the next sync.
+            break Ok(());
+        }
         progress(Progress::Pulling {
             done: report.pulled,
         });
@@ -184,7 +208,7 @@ pub(super) fn pull<T: Transport>(
                 other => other?,
             };
         retries = 0;
-        check_page_order(&page, cursor)?;
+        check_page_order(&page, cursor, PAGE_LIMIT)?;
         check_heads(&page, &heads)?;
         let mut pulled = PulledPage {
             at: env.now(),
@@ -192,13 +216,18 @@ pub(super) fn pull<T: Transport>(
         };
         let mut position = cursor;
         let mut docs = PageDocs::new(me);
-        let mut staged: Vec<(usize, Vec<u8>, usize)> = Vec::new();
+        let mut staged: Vec<Staged> = Vec::new();
+        // The cursor of each envelope in `pulled.chained`.
+        let mut chained_at: Vec<u64> = Vec::new();
+        let page_start_heads = heads.clone();
         let mut changed: BTreeMap<DeviceId, PeerHead> = BTreeMap::new();
         let mut stopped = None;
         for entry in &page.entries {
             // Inside a rewound range, what this device applied already
             // comes back: passed over, without a check to spend.
-            if entry.cursor <= high && already_applied(store, &entry.bytes, &heads)? {
+            if entry.cursor <= high && already_applied(store, &entry.bytes, &heads)?
+                || header_of(&entry.bytes).is_some_and(|h| deferred.contains(&h.device))
+            {
                 position = entry.cursor;
                 continue;
             }
@@ -207,15 +236,44 @@ pub(super) fn pull<T: Transport>(
                     if opened.header.device != me {
                         let view = check_context(roster, opened.header.epoch, &opened.context);
                         if view == RosterView::Ahead {
-                            // Its author saw more of the roster: fetch it
-                            // before this envelope is judged.
-                            stopped = Some(Stop::RosterAhead {
-                                at: entry.cursor,
-                                author: opened.header.device,
-                                seq: opened.header.seq,
-                                claimed: opened.context.roster_len,
-                            });
-                            break;
+                            let (author, seq) = (opened.header.device, opened.header.seq);
+                            let claimed = opened.context.roster_len;
+                            if refetched_for != Some(entry.cursor)
+                                && roster_fetches < ROSTER_FETCHES
+                            {
+                                // Its author saw more of the roster: fetch
+                                // it before this envelope is judged.
+                                stopped = Some(Stop::RosterAhead { at: entry.cursor });
+                                break;
+                            }
+                            // Still behind after fetching it again: the
+                            // relay hides it (or the author lies). Only
+                            // this device's envelopes wait; this device
+                            // seals nothing until it has that roster.
+                            let alarm = SyncError::RosterWithheld {
+                                author,
+                                seq,
+                                claimed,
+                                ours: roster.ops().len() as u64,
+                            };
+                            defer_author(
+                                &mut Deferral {
+                                    deferred: &mut deferred,
+                                    rewinds: &mut rewinds,
+                                    applied_at: &applied_at,
+                                    heads: &heads,
+                                },
+                                author,
+                            );
+                            pulled
+                                .quarantined
+                                .push((entry.bytes.clone(), format!("roster_withheld: {alarm}")));
+                            pulled.alarms.extend(alarms::of_error(&alarm));
+                            doubts.retain(|(a, _)| *a != author);
+                            doubts.push((author, claimed));
+                            first_alarm.get_or_insert(alarm);
+                            position = entry.cursor;
+                            continue;
                         }
                         let alarm = roster_alarm(view, &opened).or_else(|| {
                             stale_roster(store, &opened, &pulled.stated_rosters).transpose()
@@ -242,6 +300,7 @@ pub(super) fn pull<T: Transport>(
                     changed.insert(head.device, head);
                     applied_at.insert(head.device, entry.cursor);
                     pulled.chained.push(head);
+                    chained_at.push(entry.cursor);
                     report.pulled += 1;
                     if head.device != me {
                         let forks = witnesses.check(
@@ -263,7 +322,13 @@ pub(super) fn pull<T: Transport>(
                     }
                     if head.device != me {
                         take_notices(roster, me, &opened, &mut pulled);
-                        views.note_envelope(me, head.device, &opened.context, &opened.witnesses);
+                        views.note_envelope(
+                            me,
+                            head.device,
+                            &opened.context,
+                            &opened.witnesses,
+                            env.now(),
+                        );
                     }
                     let refusal = if head.device == me {
                         // What this device wrote is applied here already;
@@ -277,7 +342,16 @@ pub(super) fn pull<T: Transport>(
                         }
                         None
                     } else if let Some(part) = opened.snapshot {
-                        take_snapshot(part, head, &mut docs, &mut shredded, &mut pulled, report)
+                        take_snapshot(
+                            part,
+                            head,
+                            &entry.bytes,
+                            &mut docs,
+                            &mut staged,
+                            &mut shredded,
+                            &mut pulled,
+                            report,
+                        )
                     } else {
                         let mut kept = Vec::with_capacity(opened.changes.len());
                         for change in opened.changes {
@@ -297,7 +371,7 @@ pub(super) fn pull<T: Transport>(
                             .map_or(Role::Auditor, |d| d.entry.role);
                         let count = kept.len();
                         let n = docs.stage(head.device, role, head.seq, kept);
-                        staged.push((n, entry.bytes.clone(), count));
+                        staged.push((n, entry.bytes.clone(), count, head.device, head.seq));
                         None
                     };
                     if let Some(rejection) = refusal {
@@ -315,6 +389,7 @@ pub(super) fn pull<T: Transport>(
                     changed.insert(head.device, head);
                     applied_at.insert(head.device, entry.cursor);
                     pulled.chained.push(head);
+                    chained_at.push(entry.cursor);
                     report.skipped_retired += 1;
                 }
                 Err(Refusal::MissingKey(epoch)) => {
@@ -324,13 +399,7 @@ pub(super) fn pull<T: Transport>(
                 Err(Refusal::RosterAhead)
                     if refetched_for != Some(entry.cursor) && roster_fetches < ROSTER_FETCHES =>
                 {
-                    let header = header_of(&entry.bytes);
-                    stopped = Some(Stop::RosterAhead {
-                        at: entry.cursor,
-                        author: header.as_ref().map_or(me, |h| h.device),
-                        seq: header.map_or(0, |h| h.seq),
-                        claimed: roster.ops().len() as u64 + 1,
-                    });
+                    stopped = Some(Stop::RosterAhead { at: entry.cursor });
                     break;
                 }
                 Err(Refusal::UnknownAuthor(_))
@@ -341,15 +410,33 @@ pub(super) fn pull<T: Transport>(
                 }
                 Err(Refusal::RosterAhead) => {
                     // Fetched again for this very envelope, and still
-                    // behind: the relay hides the roster it was sealed under.
+                    // behind: the relay hides the roster it was sealed
+                    // under. Its author's envelopes wait for a later pull.
                     let header = header_of(&entry.bytes);
-                    stopped = Some(Stop::Alarm(SyncError::RosterWithheld {
-                        author: header.as_ref().map_or(me, |h| h.device),
+                    let author = header.as_ref().map_or(me, |h| h.device);
+                    let claimed = roster.ops().len() as u64 + 1;
+                    let alarm = SyncError::RosterWithheld {
+                        author,
                         seq: header.map_or(0, |h| h.seq),
-                        claimed: roster.ops().len() as u64 + 1,
+                        claimed,
                         ours: roster.ops().len() as u64,
-                    }));
-                    break;
+                    };
+                    defer_author(
+                        &mut Deferral {
+                            deferred: &mut deferred,
+                            rewinds: &mut rewinds,
+                            applied_at: &applied_at,
+                            heads: &heads,
+                        },
+                        author,
+                    );
+                    pulled
+                        .quarantined
+                        .push((entry.bytes.clone(), format!("roster_withheld: {alarm}")));
+                    pulled.alarms.extend(alarms::of_error(&alarm));
+                    doubts.retain(|(a, _)| *a != author);
+                    doubts.push((author, claimed));
+                    first_alarm.get_or_insert(alarm);
                 }
                 Err(Refusal::Quarantine(rejection) | Refusal::UnknownAuthor(rejection)) => {
                     if refused_for_its_author(&rejection)
@@ -377,10 +464,70 @@ pub(super) fn pull<T: Transport>(
         }
         stored_cursor = stored_cursor.max(position);
         pulled.cursor = stored_cursor;
-        pulled.heads = changed.into_values().collect();
-        let (refused_here, checked) = docs.resolve(store, &shredded)?;
+        let (refused_here, deferred_from, checked) = docs.resolve(store, &shredded)?;
         pulled.checked = checked;
-        for (n, bytes, count) in staged {
+        // Changes that build on what this device does not hold yet: their
+        // author's chain stops before them, to be fetched again (the relay
+        // may have served them before what they build on).
+        for (device, from_seq) in &deferred_from {
+            let kept: Vec<usize> = (0..pulled.chained.len())
+                .filter(|&i| {
+                    !(pulled.chained[i].device == *device && pulled.chained[i].seq >= *from_seq)
+                })
+                .collect();
+            pulled.chained = kept.iter().map(|&i| pulled.chained[i]).collect();
+            chained_at = kept.iter().map(|&i| chained_at[i]).collect();
+            pulled
+                .stated_rosters
+                .retain(|(d, s), _| !(d == device && s >= from_seq));
+            let back = pulled
+                .chained
+                .iter()
+                .zip(&chained_at)
+                .rev()
+                .find(|(h, _)| h.device == *device)
+                .map(|(h, at)| (*h, *at));
+            match back {
+                Some((head, at)) => {
+                    heads.insert(*device, head);
+                    changed.insert(*device, head);
+                    applied_at.insert(*device, at);
+                }
+                None => {
+                    changed.remove(device);
+                    match page_start_heads.get(device) {
+                        Some(head) => heads.insert(*device, *head),
+                        None => heads.remove(device),
+                    };
+                    match stored_applied_at.get(device) {
+                        Some(at) => applied_at.insert(*device, *at),
+                        None => applied_at.remove(device),
+                    };
+                }
+            }
+            defer_author(
+                &mut Deferral {
+                    deferred: &mut deferred,
+                    rewinds: &mut rewinds,
+                    applied_at: &applied_at,
+                    heads: &heads,
+                },
+                *device,
+            );
+            pulled.alarms.push(crate::store::NewAlarm {
+                code: "missing_dependencies".into(),
+                device: Some(*device),
+                seq: Some(*from_seq),
+                message: format!(
+                    "device {device} seq {from_seq}: changes that build on changes this device does not hold yet; fetched again later"
+                ),
+            });
+        }
+        pulled.heads = changed.into_values().collect();
+        for (n, bytes, count, device, seq) in staged {
+            if deferred_from.get(&device).is_some_and(|from| seq >= *from) {
+                continue;
+            }
             match refused_here.get(&n) {
                 // Authentic, so chained; not applied; kept as evidence,
                 // with its alarm.
@@ -392,37 +539,27 @@ pub(super) fn pull<T: Transport>(
                 None => report.applied_changes += count,
             }
         }
-        views.note_relay(&page.heads);
+        views.note_relay(&page.heads, roster);
+        stored_applied_at = applied_at.clone();
         pulled.meta = vec![
             (witness::CLAIMS, witnesses.encode()),
             (tail::VIEWS, views.encode()),
             (APPLIED_AT, encode_cursors(&applied_at)),
             (REFUSED, encode_cursors(&refused)),
+            (DOUBTS, encode_doubts(&doubts)),
         ];
+        pulled.meta.extend(rewinds.metas());
         shred_applied |= !pulled.tombstones.is_empty();
         store.commit_pull(pulled)?;
         cursor = position;
         match stopped {
             Some(Stop::MissingKey(epoch)) => break Err(SyncError::MissingEpochKey(epoch)),
-            Some(Stop::Alarm(e)) => break Err(e),
-            Some(Stop::RosterAhead {
-                at,
-                author,
-                seq,
-                claimed,
-            }) => {
+            Some(Stop::RosterAhead { at }) => {
+                // Asked for again from this envelope, which is judged with
+                // what the fetch brought (deferred if still ahead).
                 roster_fetches += 1;
                 refetched_for = Some(at);
-                let fresh = super::engine::refresh_roster(store, client, env)?;
-                if (fresh.ops().len() as u64) < claimed {
-                    break Err(SyncError::RosterWithheld {
-                        author,
-                        seq,
-                        claimed,
-                        ours: fresh.ops().len() as u64,
-                    });
-                }
-                *roster = fresh;
+                *roster = super::engine::refresh_roster(store, client, env)?;
                 retired_below = roster.retired_below();
                 if super::keys::missing_any(store, roster)? {
                     report.epoch_keys_received += super::keys::collect(store, client, env, roster)?;
@@ -443,7 +580,7 @@ pub(super) fn pull<T: Transport>(
             None => {}
         }
         if !page.more {
-            if let Err(e) = check_withheld(&page, &heads, &refused) {
+            if let Err(e) = check_withheld(&page, &heads, &refused, roster, &deferred) {
                 // What was withheld may sit behind the cursor: fetch again
                 // from the last envelope applied from that device.
                 if let SyncError::Withheld {
@@ -453,13 +590,21 @@ pub(super) fn pull<T: Transport>(
                     let from = applied_at.get(device).copied().unwrap_or(0);
                     rewinds.want(*device, received + 1, from);
                 }
+                // An alarm raised earlier in the pull comes first (this one
+                // is recorded too).
+                if let Some(first) = first_alarm.take() {
+                    if let Some(new) = alarms::of_error(&e) {
+                        store.raise_alarm(&new, env.now())?;
+                    }
+                    break Err(first);
+                }
                 break Err(e);
             }
             complete = true;
             views.settle(me, &heads, env.now());
             store.put_meta(tail::VIEWS, &views.encode())?;
             store.put_meta(tail::LAST_COMPLETE_PULL, &began.to_be_bytes())?;
-            views.prune_own(store)?;
+            views.prune_own(store, roster)?;
             let mut settled = witnesses.settle(store, &heads)?;
             settled.extend(views.own_tail_withheld(store, roster)?);
             settled.extend(tail::snapshot_missing(store, roster, env.now())?);
@@ -531,11 +676,14 @@ fn take_notices(
 /// Applies one part of another device's snapshot (the roster checked it
 /// comes from an admin): its tombstones must name its signer, or nothing
 /// of it is applied. Returns the refusal, if any.
+#[allow(clippy::too_many_arguments)]
 fn take_snapshot(
     mut part: Snapshot,
     head: PeerHead,
+    bytes: &[u8],
     docs: &mut PageDocs,
-    shredded: &mut std::collections::BTreeSet<crate::ids::CaseId>,
+    staged: &mut Vec<Staged>,
+    shredded: &mut BTreeSet<crate::ids::CaseId>,
     pulled: &mut PulledPage,
     report: &mut SyncReport,
 ) -> Option<Rejection> {
@@ -553,31 +701,88 @@ fn take_snapshot(
         docs.forget(t.case);
     }
     pulled.tombstones.extend(part.tombstones.iter().copied());
-    for saved in std::mem::take(&mut part.cases) {
-        if !shredded.contains(&saved.case) {
-            docs.stage_saved(saved);
-        }
-    }
+    let cases: Vec<_> = std::mem::take(&mut part.cases)
+        .into_iter()
+        .filter(|saved| !shredded.contains(&saved.case))
+        .collect();
+    let n = docs.stage_snapshot(head.device, head.seq, cases);
+    staged.push((n, bytes.to_vec(), 0, head.device, head.seq));
     pulled.labels.extend(part.labels.iter().cloned());
     pulled.snapshot_parts.push(part);
     None
 }
+
+/// A staged envelope: its number, its bytes (for evidence), how many
+/// changes it carries, its author and seq.
+type Staged = (usize, Vec<u8>, usize, DeviceId, u64);
+
+/// What deferring an author's envelopes touches.
+struct Deferral<'a> {
+    deferred: &'a mut BTreeSet<DeviceId>,
+    rewinds: &'a mut Rewinds,
+    applied_at: &'a BTreeMap<DeviceId, u64>,
+    heads: &'a BTreeMap<DeviceId, PeerHead>,
+}
+
+/// Leaves `author`'s envelopes for a later pull: passed over for the rest
+/// of this one, fetched again from the last one applied (the same break at
+/// most every few hours).
+fn defer_author(d: &mut Deferral<'_>, author: DeviceId) {
+    d.deferred.insert(author);
+    let seq = d.heads.get(&author).map_or(1, |h| h.seq + 1);
+    let from = d.applied_at.get(&author).copied().unwrap_or(0);
+    d.rewinds.want(author, seq, from);
+}
+
+/// Meta entry: rosters other devices stated and the relay did not serve
+/// (author, stated length): this device seals nothing while one is open.
+const DOUBTS: &str = "roster_doubts";
+
+fn read_doubts(store: &DeviceStore) -> Result<Vec<(DeviceId, u64)>, StoreError> {
+    Ok(read_cursors(store, DOUBTS)?.into_iter().collect())
+}
+
+fn encode_doubts(doubts: &[(DeviceId, u64)]) -> Vec<u8> {
+    encode_cursors(&doubts.iter().copied().collect())
+}
+
+/// The roster doubt still open under `roster`, if any: a stated roster
+/// longer than this one, from a device still active on it (a revoked
+/// device's word no longer holds this device back).
+pub(super) fn open_doubt(
+    store: &mut DeviceStore,
+    roster: &Roster,
+) -> Result<Option<SyncError>, StoreError> {
+    let len = roster.ops().len() as u64;
+    let mut doubts = read_doubts(store)?;
+    let before = doubts.len();
+    doubts.retain(|(author, claimed)| {
+        *claimed > len && roster.device(author).is_some_and(|d| d.is_active())
+    });
+    if doubts.len() != before {
+        store.put_meta(DOUBTS, &encode_doubts(&doubts))?;
+    }
+    Ok(doubts
+        .first()
+        .map(|(author, claimed)| SyncError::RosterWithheld {
+            author: *author,
+            seq: 0,
+            claimed: *claimed,
+            ours: len,
+        }))
+}
+
+/// Most pages one pull takes; the rest waits for the next sync.
+const MAX_PAGES: usize = 10_000;
 
 /// Why a page was cut short before its end.
 enum Stop {
     /// No key for this epoch yet.
     MissingKey(u32),
     /// An envelope's author held a longer roster than this device.
-    RosterAhead {
-        at: u64,
-        author: DeviceId,
-        seq: u64,
-        claimed: u64,
-    },
+    RosterAhead { at: u64 },
     /// An envelope of an author this roster does not know.
     UnknownAuthor { at: u64 },
-    /// An alarm that ends the pull before this envelope.
-    Alarm(SyncError),
 }
 
 /// How often one pull fetches the roster again for envelopes that state a
@@ -652,6 +857,11 @@ fn already_applied(
     };
     if header.seq > head.seq {
         return Ok(false);
+    }
+    // This device's own envelopes up to its chained head: what it no longer
+    // keeps (pruned after a shred) cannot be compared, and it wrote them.
+    if header.device == store.keys().device_id() {
+        return Ok(true);
     }
     let Some(id) = crate::envelope::id_of(bytes) else {
         return Ok(false);

@@ -101,16 +101,27 @@ impl Views {
 
     /// An envelope of `author` applied here, stating `context` and
     /// witnessing `witnesses`.
+    ///
+    /// Times beyond `now` (and the margin) are the author's clock lying, or
+    /// broken: not taken, so nobody can make every device look withheld.
+    /// Its newest envelope's statement replaces older ones (no high-water
+    /// mark a single lie could latch).
     pub(super) fn note_envelope(
         &mut self,
         me: DeviceId,
         author: DeviceId,
         context: &SealContext,
         witnesses: &[Witness],
+        now: u64,
     ) {
+        let plausible = |t: u64| t <= now.saturating_add(TAIL_MARGIN_SECS);
         let view = self.map.entry(author).or_default();
-        view.sealed_at = view.sealed_at.max(context.sealed_at);
-        view.pulled_at = view.pulled_at.max(context.pulled_at);
+        if plausible(context.sealed_at) {
+            view.sealed_at = context.sealed_at;
+        }
+        if plausible(context.pulled_at) {
+            view.pulled_at = context.pulled_at;
+        }
         for w in witnesses {
             if w.device == me {
                 let view = self.map.entry(author).or_default();
@@ -121,9 +132,10 @@ impl Views {
         }
     }
 
-    /// The heads the relay reported.
-    pub(super) fn note_relay(&mut self, heads: &[PageHead]) {
-        for h in heads {
+    /// The heads the relay reported (of roster devices only: a head of
+    /// anything else is the relay's invention and is kept nowhere).
+    pub(super) fn note_relay(&mut self, heads: &[PageHead], roster: &Roster) {
+        for h in heads.iter().filter(|h| roster.device(&h.device).is_some()) {
             self.map.entry(h.device).or_default().relay = h.seq;
         }
     }
@@ -179,9 +191,26 @@ impl Views {
         Ok(None)
     }
 
-    /// Forgets own receipts another device has seen.
-    pub(super) fn prune_own(&self, store: &mut DeviceStore) -> Result<(), StoreError> {
-        let seen = self.map.values().map(|v| v.sees_me).max().unwrap_or(0);
+    /// Forgets own receipts an active reading device has seen (a witness
+    /// beyond this device's own head is a lie and counts for nothing).
+    pub(super) fn prune_own(
+        &self,
+        store: &mut DeviceStore,
+        roster: &Roster,
+    ) -> Result<(), StoreError> {
+        let own = store.own_head()?.map_or(0, |(seq, _)| seq);
+        let seen = self
+            .map
+            .iter()
+            .filter(|(d, _)| {
+                roster
+                    .device(d)
+                    .is_some_and(|r| r.is_active() && r.entry.role.reads_cases())
+            })
+            .map(|(_, v)| v.sees_me)
+            .filter(|seq| *seq <= own)
+            .max()
+            .unwrap_or(0);
         let kept: Vec<(u64, u64)> = own_receipts(store)?
             .into_iter()
             .filter(|(seq, _)| *seq > seen)

@@ -26,7 +26,17 @@ use crate::roster::{Role, Roster};
 use crate::store::PeerHead;
 
 /// Cursors must rise strictly, starting after ours.
-pub(super) fn check_page_order(page: &Page, after: u64) -> Result<(), SyncError> {
+///
+/// The page may hold at most `limit` envelopes, and its next cursor is the
+/// last envelope's (or `after` for an empty page): a next cursor beyond
+/// what the page holds would move this device past envelopes it never saw.
+pub(super) fn check_page_order(page: &Page, after: u64, limit: usize) -> Result<(), SyncError> {
+    if page.entries.len() > limit {
+        return Err(SyncError::RelayMalformed(format!(
+            "a page of {} envelopes, {limit} asked for",
+            page.entries.len()
+        )));
+    }
     let mut last = after;
     for entry in &page.entries {
         if entry.cursor <= last {
@@ -37,10 +47,11 @@ pub(super) fn check_page_order(page: &Page, after: u64) -> Result<(), SyncError>
         }
         last = entry.cursor;
     }
-    if page.next_cursor < last {
-        return Err(SyncError::RelayMalformed(
-            "next cursor behind the page".into(),
-        ));
+    if page.next_cursor != last {
+        return Err(SyncError::RelayMalformed(format!(
+            "next cursor {} is not the page's last ({last})",
+            page.next_cursor
+        )));
     }
     Ok(())
 }
@@ -90,8 +101,17 @@ pub(super) fn check_withheld(
     page: &Page,
     ours: &BTreeMap<DeviceId, PeerHead>,
     refused: &BTreeMap<DeviceId, u64>,
+    roster: &Roster,
+    deferred: &std::collections::BTreeSet<DeviceId>,
 ) -> Result<(), SyncError> {
-    for relay in &page.heads {
+    // A head of a device that is not on the roster names nothing this
+    // device could be missing (and must not make it fetch anything again);
+    // a device whose envelopes this pull deferred is behind on purpose.
+    for relay in page
+        .heads
+        .iter()
+        .filter(|h| roster.device(&h.device).is_some() && !deferred.contains(&h.device))
+    {
         let received = ours.get(&relay.device).map_or(0, |h| h.seq);
         let served = received.max(refused.get(&relay.device).copied().unwrap_or(0));
         if served < relay.seq {
@@ -196,33 +216,29 @@ pub(super) fn check_envelope(
         }
         .into());
     }
-    let record = match roster.check_author(&header) {
-        Ok(record) => record,
-        Err(e @ crate::error::AuthorError::UnknownDevice(_)) => {
-            return Err(Refusal::UnknownAuthor(Rejection::Author(e)));
-        }
-        Err(crate::error::AuthorError::UnknownEpoch { epoch, current }) if epoch > current => {
-            // Only a genuine envelope of a roster device says its author
-            // saw more: a forged one is refused for its signature.
-            let key = roster
-                .device(&device)
-                .map(|d| d.entry.signing_key)
-                .ok_or(Refusal::RosterAhead)?;
-            let signed = match &stored {
-                Stored::Whole(envelope) => envelope.verify_signature(&key),
-                Stored::Stub(stub) => stub.verify_signature(&key),
-            };
-            signed.map_err(|error| Rejection::Signature { device, seq, error })?;
-            return Err(Refusal::RosterAhead);
-        }
-        Err(e) => return Err(Rejection::Author(e).into()),
+    // The signature first, with the key the roster holds for the device
+    // the header names: nothing unsigned can frame a device (its author
+    // rules, its revocation bound) or stand for anything the relay did.
+    let Some(named) = roster.device(&device) else {
+        return Err(Refusal::UnknownAuthor(Rejection::Author(
+            crate::error::AuthorError::UnknownDevice(device),
+        )));
     };
-    let key = record.entry.signing_key;
+    let key = named.entry.signing_key;
     let signed = match &stored {
         Stored::Whole(envelope) => envelope.verify_signature(&key),
         Stored::Stub(stub) => stub.verify_signature(&key),
     };
     signed.map_err(|error| Rejection::Signature { device, seq, error })?;
+    let record = match roster.check_author(&header) {
+        Ok(record) => record,
+        // A genuine envelope under an epoch beyond this roster: its author
+        // saw more of the roster.
+        Err(crate::error::AuthorError::UnknownEpoch { epoch, current }) if epoch > current => {
+            return Err(Refusal::RosterAhead);
+        }
+        Err(e) => return Err(Rejection::Author(e).into()),
+    };
     let (expected, expected_prev) = heads
         .get(&device)
         .map_or((1, Digest::ZERO), |h| (h.seq + 1, h.id));
