@@ -452,7 +452,7 @@ fn revoked_device_is_refused_above_its_last_seq() {
 }
 
 #[test]
-fn revocation_bound_must_equal_the_stored_head_and_then_holds() {
+fn revocation_bound_must_name_a_stored_envelope_and_then_holds() {
     let t = team();
     let store = store_with(&t);
     let team_id = t.roster.team();
@@ -487,18 +487,19 @@ fn revocation_bound_must_equal_the_stored_head_and_then_holds() {
         })
     };
     let e1_id = first.envelope().id();
-    // The admin had not seen seq 1: refused, nothing stored.
-    let stale = revoke(0, Digest::ZERO);
+    // A bound the relay does not hold (seq 2 was never stored): refused,
+    // nothing stored.
+    let ahead = revoke(2, Digest::of(b"two"));
     assert!(matches!(
         store.append_roster_op(
             team_id,
-            stale.index,
-            stale.as_bytes(),
-            bound(0, Digest::ZERO)
+            ahead.index,
+            ahead.as_bytes(),
+            bound(2, Digest::of(b"two"))
         ),
         Err(StoreError::RevocationBound {
             head: 1,
-            bound: 0,
+            bound: 2,
             ..
         })
     ));

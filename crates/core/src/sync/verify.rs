@@ -114,7 +114,12 @@ pub(super) fn check_withheld(
     {
         let received = ours.get(&relay.device).map_or(0, |h| h.seq);
         let served = received.max(refused.get(&relay.device).copied().unwrap_or(0));
-        if served < relay.seq {
+        // Beyond a revoked device's bound nothing counts: not withheld.
+        let owed = roster
+            .device(&relay.device)
+            .and_then(|d| d.revoked)
+            .map_or(relay.seq, |r| relay.seq.min(r.last_seq));
+        if served < owed {
             return Err(SyncError::Withheld {
                 device: relay.device,
                 received,

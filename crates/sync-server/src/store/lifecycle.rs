@@ -36,16 +36,35 @@ pub(super) fn append_roster_op(
     match effect {
         RosterEffect::None => {}
         RosterEffect::Revokes(bound) => {
-            let (head, id): (i64, Vec<u8>) = tx
+            // The bound must be an envelope this relay holds, the one the
+            // revoking admin verified (or nothing, for seq 0). Envelopes
+            // stored beyond it (uploaded while the admin signed) stay, and
+            // every reader refuses them.
+            let head: i64 = tx
                 .query_row(
-                    "SELECT seq, envelope_id FROM heads WHERE team = ?1 AND device = ?2",
+                    "SELECT seq FROM heads WHERE team = ?1 AND device = ?2",
                     params![team.as_bytes(), bound.device.as_bytes()],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| r.get(0),
                 )
                 .optional()
                 .map_err(backend)?
-                .unwrap_or((0, vec![0; 32]));
-            if head as u64 != bound.last_seq || id != bound.last_id.as_bytes() {
+                .unwrap_or(0);
+            let at_bound: Option<Vec<u8>> = if bound.last_seq == 0 {
+                Some(vec![0; 32])
+            } else {
+                tx.query_row(
+                    "SELECT envelope_id FROM envelopes WHERE team = ?1 AND device = ?2 AND seq = ?3",
+                    params![
+                        team.as_bytes(),
+                        bound.device.as_bytes(),
+                        bound.last_seq as i64
+                    ],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?
+            };
+            if at_bound.as_deref() != Some(bound.last_id.as_bytes()) {
                 return Err(StoreError::RevocationBound {
                     device: bound.device,
                     head: head as u64,

@@ -219,7 +219,7 @@ pub enum StoreError {
     /// A revocation's bound is not the device's stored head (it uploaded
     /// since the admin looked, or the admin's view is wrong).
     #[error(
-        "device {device}'s log on this relay ends at seq {head}, not at the envelope the revocation names (seq {bound}); pull, verify and sign the revocation again"
+        "device {device}'s log on this relay (head {head}) does not hold at seq {bound} the envelope the revocation names; pull, verify and sign the revocation again"
     )]
     RevocationBound {
         /// The device being revoked.

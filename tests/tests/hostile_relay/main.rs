@@ -3,6 +3,8 @@
 //! specific error or quarantine code and never applied. The table in
 //! `docs/auditor-guide.md` lists each attack and the test that covers it.
 
+mod found_in_review;
+#[path = "../support/mod.rs"]
 mod support;
 
 use amana_core::Digest;
@@ -24,7 +26,7 @@ use support::{World, case, new_store, notes};
 
 /// An office and a field device whose three intakes ("one", "two",
 /// "three") are at the relay as seq 1..3 of its log.
-fn team_with_three_envelopes() -> (World, DeviceStore, DeviceStore) {
+pub(crate) fn team_with_three_envelopes() -> (World, DeviceStore, DeviceStore) {
     let (mut w, mut office) = World::new();
     let mut a = w.enrol(&mut office, "field-a", Role::Field);
     w.sync(&mut a).unwrap();
@@ -819,7 +821,7 @@ fn the_remote_audit_reports_what_a_lying_relay_serves() {
 
 /// Hides device `device`'s envelopes after `keep` from a page and lists its
 /// head as `keep` (with that envelope's id), so the page looks whole.
-fn hide_tail(
+pub(crate) fn hide_tail(
     page: &mut amana_core::framing::Page,
     device: amana_core::DeviceId,
     keep: (u64, Digest),
@@ -840,7 +842,7 @@ fn hide_tail(
     }
 }
 
-fn envelope_id_at(w: &World, device: amana_core::DeviceId, seq: u64) -> Digest {
+pub(crate) fn envelope_id_at(w: &World, device: amana_core::DeviceId, seq: u64) -> Digest {
     amana_core::envelope::id_of(
         &w.relay
             .store()
@@ -852,7 +854,7 @@ fn envelope_id_at(w: &World, device: amana_core::DeviceId, seq: u64) -> Digest {
     .unwrap()
 }
 
-fn open_codes(store: &DeviceStore) -> Vec<String> {
+pub(crate) fn open_codes(store: &DeviceStore) -> Vec<String> {
     store
         .open_alarms()
         .unwrap()
