@@ -371,3 +371,41 @@ impl<T: Transport> Transport for HideTail<T> {
         Ok(response)
     }
 }
+
+/// An intake device never reads the team's envelopes, so a relay that
+/// keeps the roster from before a revocation from it keeps it sealing to
+/// the old epoch, and it cannot notice. Every reader does: the revocation
+/// states when it was signed, and the volunteer's envelope, sealed hours
+/// later, states a roster without it.
+#[test]
+fn an_intake_device_kept_on_an_old_roster_is_noticed_by_every_reader() {
+    let (mut w, mut office) = World::new();
+    let mut lost = w.enrol(&mut office, "field-lost", Role::Field);
+    let mut volunteer = w.enrol(&mut office, "cpt-1", Role::Intake);
+    w.sync(&mut lost).unwrap();
+    w.sync(&mut volunteer).unwrap();
+    {
+        let mut env = w.env();
+        let mut client = w.client();
+        admin::revoke(&mut office, &mut client, &mut env, "field-lost").unwrap();
+    }
+    w.advance(3 * 3600);
+    volunteer
+        .record_intake(&case("new survivor", w.now()))
+        .unwrap();
+    sync_via(
+        &mut w,
+        &mut volunteer,
+        super::support::hostile::framed("roster", |ops| ops.clear()),
+    )
+    .unwrap();
+    let result = w.sync(&mut office);
+    assert!(
+        matches!(
+            result,
+            Err(SyncError::SealedAfterRosterChange { hours: 3, .. })
+        ),
+        "{result:?}"
+    );
+    assert!(open_codes(&office).contains(&"stale_roster".to_owned()));
+}

@@ -163,7 +163,7 @@ impl Roster {
             },
             epoch_recipient,
         };
-        let op = RosterOp::sign(team, 0, Digest::ZERO, change, admin)?;
+        let op = RosterOp::sign(team, 0, Digest::ZERO, change, 0, admin)?;
         // Decode what we signed, so it passes exactly the checks others will run.
         Roster::from_genesis(RosterOp::decode(op.as_bytes(), 0)?)
     }
@@ -255,8 +255,20 @@ impl Roster {
         change: RosterChange,
         admin: &DeviceKeys,
     ) -> Result<&RosterOp, RosterError> {
+        self.append_at(change, 0, admin)
+    }
+
+    /// [`Roster::append`], stating that the admin signs it at `at` (unix
+    /// seconds): readers hold envelopes sealed well after a revocation or
+    /// rotation under a roster without it against their author.
+    pub fn append_at(
+        &mut self,
+        change: RosterChange,
+        at: u64,
+        admin: &DeviceKeys,
+    ) -> Result<&RosterOp, RosterError> {
         let index = self.next_index();
-        let op = RosterOp::sign(self.team, index, self.head, change, admin)?;
+        let op = RosterOp::sign(self.team, index, self.head, change, at, admin)?;
         // Decode what we signed, so it passes exactly the checks others will run.
         let op = RosterOp::decode(op.as_bytes(), index)?;
         self.check(&op)?;

@@ -1,8 +1,8 @@
 //! The wire format of roster operations, and signing them.
 //!
 //! ```text
-//! version u8 = 1 ‖ team 16 ‖ index u64 ‖ prev 32 ‖ signer 16 ‖ kind u8
-//!   ‖ body_len u32 ‖ body ‖ signature 64
+//! version u8 = 2 ‖ team 16 ‖ index u64 ‖ prev 32 ‖ signer 16 ‖ at u64
+//!   ‖ kind u8 ‖ body_len u32 ‖ body ‖ signature 64
 //! signature = Ed25519(signer, "amana/v1/roster-op\0" ‖ every byte before the signature)
 //! ```
 //!
@@ -29,9 +29,9 @@ use crate::wire::{Reader, put_bytes16};
 
 use super::Role;
 
-/// The only roster format version this build reads and writes (2: a
-/// revocation names the id of the last envelope it accepts, not only its
-/// seq).
+/// The only roster format version this build reads and writes (2: every
+/// operation states when its admin signed it, and a revocation names the
+/// id of the last envelope it accepts, not only its seq).
 pub const VERSION: u8 = 2;
 /// Domain separation tag for roster signatures.
 const DOMAIN: &[u8] = b"amana/v1/roster-op\0";
@@ -120,6 +120,9 @@ pub struct RosterOp {
     pub prev: Digest,
     /// The admin device that signed it.
     pub signer: DeviceId,
+    /// When it signed it (unix seconds, its clock as the relay corrected
+    /// it; 0 where not stated).
+    pub at: u64,
     /// What it does.
     pub change: RosterChange,
     signature: Signature,
@@ -133,6 +136,7 @@ impl RosterOp {
         index: u64,
         prev: Digest,
         change: RosterChange,
+        at: u64,
         signer: &DeviceKeys,
     ) -> Result<Self, RosterError> {
         let mut bytes = Vec::with_capacity(256);
@@ -141,6 +145,7 @@ impl RosterOp {
         bytes.extend_from_slice(&index.to_be_bytes());
         bytes.extend_from_slice(prev.as_bytes());
         bytes.extend_from_slice(signer.device_id().as_bytes());
+        bytes.extend_from_slice(&at.to_be_bytes());
         bytes.push(change.code());
         let body = encode_body(&change).map_err(RosterError::Encode)?;
         bytes.extend_from_slice(&(body.len() as u32).to_be_bytes());
@@ -158,6 +163,7 @@ impl RosterOp {
             index,
             prev,
             signer: signer.device_id(),
+            at,
             change,
             signature,
             bytes,
@@ -189,6 +195,7 @@ impl RosterOp {
         let index = r.u64().map_err(malformed)?;
         let prev = Digest::from_bytes(r.array().map_err(malformed)?);
         let signer = DeviceId::from_bytes(r.array().map_err(malformed)?);
+        let at = r.u64().map_err(malformed)?;
         let kind = r.u8().map_err(malformed)?;
         let body_len = r.u32().map_err(malformed)? as usize;
         let body = r.take(body_len).map_err(malformed)?;
@@ -200,6 +207,7 @@ impl RosterOp {
             index,
             prev,
             signer,
+            at,
             change,
             signature,
             bytes: bytes.to_vec(),

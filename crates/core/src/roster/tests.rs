@@ -140,6 +140,7 @@ fn missing_or_reordered_ops_break_the_chain() {
         1,
         other.roster.head(),
         RosterChange::AddDevice(entry(&DeviceKeys::generate(), Role::Field)),
+        0,
         &t.admin,
     )
     .unwrap();

@@ -153,12 +153,13 @@ fn revoke_now<T: Transport>(
             continue;
         }
         let op = roster
-            .append(
+            .append_at(
                 RosterChange::RevokeDevice {
                     device,
                     last_seq,
                     last_id,
                 },
+                client.now(env),
                 store.keys(),
             )
             .map_err(|e| match e {
@@ -220,12 +221,13 @@ pub(crate) fn rotate_from<T: Transport>(
         let epoch = roster.current_epoch().epoch + 1;
         let key = EpochKey::generate(epoch);
         let op = roster
-            .append(
+            .append_at(
                 RosterChange::RotateEpoch {
                     epoch,
                     recipient: key.recipient(),
                     forget,
                 },
+                client.now(env),
                 store.keys(),
             )?
             .as_bytes()

@@ -286,6 +286,21 @@ pub enum SyncError {
         /// The roster length of an envelope it witnessed.
         witnessed: u64,
     },
+    /// A device sealed long after a revocation or rotation under a roster
+    /// without it: the relay kept that change from it.
+    #[error(
+        "INTEGRITY ALARM: device {device} sealed envelope {seq} {hours} hour(s) after roster operation {index} (a revocation or key rotation) under a roster without it: the relay kept it from that device, and what it sealed may be readable with the old key. Tell the office"
+    )]
+    SealedAfterRosterChange {
+        /// The author.
+        device: DeviceId,
+        /// Its seq.
+        seq: u64,
+        /// The roster operation it did not know.
+        index: u64,
+        /// How many hours after that operation it sealed.
+        hours: u64,
+    },
     /// Another device completed a pull well after this device's envelope
     /// was receipted and still has not seen it: the relay keeps it from the
     /// team.
@@ -353,7 +368,9 @@ impl SyncError {
             SyncError::RosterWithheld { .. } => "roster_withheld",
             SyncError::RosterForkWitnessed { .. } => "roster_fork",
             SyncError::StaleEpoch { .. } => "stale_epoch",
-            SyncError::StaleRoster { .. } => "stale_roster",
+            SyncError::StaleRoster { .. } | SyncError::SealedAfterRosterChange { .. } => {
+                "stale_roster"
+            }
             SyncError::OwnTailWithheld { .. } => "own_tail_withheld",
             SyncError::SnapshotMissing { .. } => "snapshot_missing",
             SyncError::SafetyNumberMismatch => "safety_number_mismatch",

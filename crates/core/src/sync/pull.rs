@@ -23,7 +23,7 @@ use super::permissions::PageDocs;
 use super::tail::{self, Views};
 use super::verify::{
     Refusal, RosterView, check_context, check_envelope, check_heads, check_page_order,
-    check_withheld,
+    check_withheld, sealed_after_unknown_change,
 };
 use super::witness::{self, Witnesses};
 use super::{Env, Rejection, SyncError, alarms};
@@ -275,9 +275,22 @@ pub(super) fn pull<T: Transport>(
                             position = entry.cursor;
                             continue;
                         }
-                        let alarm = roster_alarm(view, &opened).or_else(|| {
-                            stale_roster(store, &opened, &pulled.stated_rosters).transpose()
-                        });
+                        let alarm = roster_alarm(view, &opened)
+                            .or_else(|| {
+                                stale_roster(store, &opened, &pulled.stated_rosters).transpose()
+                            })
+                            .or_else(|| {
+                                sealed_after_unknown_change(roster, &opened.context).map(
+                                    |(index, late)| {
+                                        Ok(SyncError::SealedAfterRosterChange {
+                                            device: opened.header.device,
+                                            seq: opened.header.seq,
+                                            index,
+                                            hours: late / 3600,
+                                        })
+                                    },
+                                )
+                            });
                         if let Some(alarm) = alarm.transpose()? {
                             pulled.quarantined.push((
                                 entry.bytes.clone(),

@@ -202,6 +202,33 @@ pub(super) fn check_context(
     }
 }
 
+/// How long after a revocation or rotation was signed an envelope may still
+/// be sealed under a roster without it (clocks are corrected to the
+/// relay's within minutes; an honest device fetches the roster right
+/// before it seals).
+pub(super) const STALE_AFTER_SECS: u64 = 3600;
+
+/// The first revocation or rotation missing from the roster an envelope
+/// states that had been signed more than [`STALE_AFTER_SECS`] before the
+/// envelope was sealed: its index and how long before. A device kept on an
+/// old roster by the relay (one that never reads, like an intake device)
+/// seals under it; this is how every reader still notices.
+pub(super) fn sealed_after_unknown_change(
+    roster: &Roster,
+    context: &seal::SealContext,
+) -> Option<(u64, u64)> {
+    let start = usize::try_from(context.roster_len).ok()?;
+    roster.ops().get(start..)?.iter().find_map(|op| {
+        let counts = matches!(
+            op.change,
+            crate::roster::RosterChange::RevokeDevice { .. }
+                | crate::roster::RosterChange::RotateEpoch { .. }
+        );
+        let late = context.sealed_at.checked_sub(op.at)?;
+        (counts && op.at > 0 && late > STALE_AFTER_SECS).then_some((op.index, late))
+    })
+}
+
 /// Every client-side check of one envelope, in order.
 pub(super) fn check_envelope(
     bytes: &[u8],
