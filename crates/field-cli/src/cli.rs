@@ -248,6 +248,10 @@ pub enum TeamCommand {
     Revoke {
         /// The device id (or its first characters), or its label.
         device: String,
+        /// Revoke at what this device verified even if the relay holds more
+        /// of the device's log: every device then refuses the rest.
+        #[arg(long)]
+        drop_unverified: bool,
     },
     /// Start a new team key (epoch) and deliver it to every active device.
     Rotate,

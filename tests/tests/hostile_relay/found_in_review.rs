@@ -67,7 +67,9 @@ fn a_device_stating_a_roster_nobody_serves_holds_back_only_itself_and_can_be_rev
     );
     let mut env = w.env();
     let mut client = w.client();
-    admin::revoke(&mut office, &mut client, &mut env, &id.to_hex()[..8]).unwrap();
+    // Its lie (seq 4) is at the relay but not verified here.
+    admin::revoke_dropping_unverified(&mut office, &mut client, &mut env, &id.to_hex()[..8])
+        .unwrap();
     w.sync(&mut office).unwrap();
     assert_eq!(
         office.outbox_len().unwrap(),
@@ -408,4 +410,86 @@ fn an_intake_device_kept_on_an_old_roster_is_noticed_by_every_reader() {
         "{result:?}"
     );
     assert!(open_codes(&office).contains(&"stale_roster".to_owned()));
+}
+
+/// Pages that are empty and say more follows, without end: an alarm, not
+/// a pull that quietly ends as if complete.
+#[test]
+fn empty_pages_that_say_more_follows_are_an_alarm() {
+    let (mut w, mut office, _a) = team_with_three_envelopes();
+    let result = sync_via(
+        &mut w,
+        &mut office,
+        |request: &Request, response: &mut Response| {
+            if super::support::hostile::is_page(request) && response.status == 200 {
+                let after = super::support::hostile::asked_after(request);
+                response.body = amana_core::framing::Page::encode_with(
+                    after,
+                    true,
+                    None,
+                    std::iter::empty::<(u64, &[u8])>(),
+                );
+            }
+        },
+    );
+    assert!(
+        matches!(result, Err(SyncError::RelayMalformed(_))),
+        "{result:?}"
+    );
+}
+
+/// A change that builds on one every reader refused (a field device's
+/// consent override) waits once, then, fetched again after the back-off
+/// and still missing its dependency, is refused: the author's chain goes
+/// on and its later, independent work arrives.
+#[test]
+fn a_change_built_on_a_refused_one_is_refused_after_one_retry_and_the_chain_goes_on() {
+    let (mut w, mut office, mut a) = team_with_three_envelopes();
+    w.sync(&mut office).unwrap();
+    let case_of_a = a.cases().unwrap()[0].case.case_id;
+    let referral = amana_core::case::Referral {
+        id: amana_core::case::new_item_id(),
+        service_type: "mhpss".parse().unwrap(),
+        recipient: "community_police".parse().unwrap(),
+        organisation: amana_core::case::OrgCode::new("POL-01").unwrap(),
+        date: chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+        accompanied: false,
+        status: amana_core::case::codes::ReferralStatus::Referred,
+        consent_override: Some(amana_core::case::ConsentOverride {
+            reason: amana_core::case::ShortText::new("no reason").unwrap(),
+            staff_code: amana_core::case::StaffCode::new("QAY-FO-07").unwrap(),
+        }),
+    };
+    // A build that thinks it is an office device.
+    a.edit_case(case_of_a, |doc| {
+        doc.add_referral(&referral, Role::Office).map(Some)
+    })
+    .unwrap();
+    w.sync(&mut a).unwrap();
+    let note = |text: &str| amana_core::case::Note {
+        id: amana_core::case::new_item_id(),
+        author: amana_core::case::StaffCode::new("QAY-FO-07").unwrap(),
+        at: chrono::DateTime::from_timestamp(1_780_000_000, 0).unwrap(),
+        text: text.into(),
+    };
+    a.edit_case(case_of_a, |doc| {
+        doc.add_note(&note("built on it")).map(Some)
+    })
+    .unwrap();
+    w.sync(&mut a).unwrap();
+    w.sync(&mut office).ok();
+    assert!(quarantine_codes(&office).contains(&"not_permitted".to_owned()));
+    assert!(!notes(&office).contains(&"built on it".to_owned()));
+    a.record_intake(&case("independent", w.now())).unwrap();
+    w.sync(&mut a).unwrap();
+    w.advance(7 * 3600);
+    w.sync(&mut office).ok();
+    w.sync(&mut office).ok();
+    assert!(
+        notes(&office).contains(&"independent".to_owned()),
+        "A's chain goes on: {:?} {:?}",
+        notes(&office),
+        quarantine_codes(&office)
+    );
+    assert!(!notes(&office).contains(&"built on it".to_owned()));
 }

@@ -29,7 +29,18 @@ fn a_relay_that_stretches_a_revocation_bound_cannot_let_the_thief_write() {
             claimed: 1000,
         };
         let mut client = RelayClient::new(colluding, team);
-        admin::revoke(&mut office, &mut client, &mut env, "field-b").unwrap()
+        // The relay's 1000 is more than this admin verified: a plain
+        // revocation stops and says so; the person then revokes at what was
+        // verified.
+        let refused = admin::revoke(&mut office, &mut client, &mut env, "field-b");
+        assert!(
+            matches!(
+                refused,
+                Err(SyncError::RevocationBelowRelay { relay: 1000, .. })
+            ),
+            "{refused:?}"
+        );
+        admin::revoke_dropping_unverified(&mut office, &mut client, &mut env, "field-b").unwrap()
     };
     assert_eq!(
         done.last_seq, genuine_head.0,

@@ -88,13 +88,29 @@ pub fn find_device(
 }
 
 /// Revokes a device (given by id prefix or label) and rotates the epoch.
+/// Refused if the relay holds more of the device's log than this device
+/// could verify (see [`revoke_dropping_unverified`]).
 pub fn revoke<T: Transport>(
     store: &mut DeviceStore,
     client: &mut RelayClient<T>,
     env: &mut Env,
     which: &str,
 ) -> Result<Revocation, SyncError> {
-    let result = revoke_now(store, client, env, which);
+    let result = revoke_now(store, client, env, which, false);
+    super::alarms::note(store, env.now(), result)
+}
+
+/// Revokes as [`revoke`] does, even when the relay holds envelopes of the
+/// device beyond what this device verified: every device then refuses
+/// those (a thief's, or the last intakes of a lost phone that never reached
+/// this device: the person says which).
+pub fn revoke_dropping_unverified<T: Transport>(
+    store: &mut DeviceStore,
+    client: &mut RelayClient<T>,
+    env: &mut Env,
+    which: &str,
+) -> Result<Revocation, SyncError> {
+    let result = revoke_now(store, client, env, which, true);
     super::alarms::note(store, env.now(), result)
 }
 
@@ -103,6 +119,7 @@ fn revoke_now<T: Transport>(
     client: &mut RelayClient<T>,
     env: &mut Env,
     which: &str,
+    drop_unverified: bool,
 ) -> Result<Revocation, SyncError> {
     let me = store.keys().device_id();
     let mut last_error = None;
@@ -147,6 +164,16 @@ fn revoke_now<T: Transport>(
         let (last_seq, last_id) = store
             .peer_head(device)?
             .map_or((0, crate::ids::Digest::ZERO), |h| (h.seq, h.id));
+        let relay = super::tail::log_views(store)?
+            .get(&device)
+            .map_or(0, |v| v.relay);
+        if relay > last_seq && !drop_unverified {
+            return Err(SyncError::RevocationBelowRelay {
+                device,
+                verified: last_seq,
+                relay,
+            });
+        }
         let mut roster = require_admin(store, client, env)?;
         if roster.device(&device).is_some_and(|d| !d.is_active()) {
             // Another admin revoked it meanwhile: decide again.

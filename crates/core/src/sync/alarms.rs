@@ -36,6 +36,12 @@ pub(crate) fn of_error(e: &SyncError) -> Option<NewAlarm> {
 /// (junk the relay can make at will) is one alarm per code and device,
 /// not one per seq it names.
 pub(crate) fn of_rejection(r: &Rejection) -> NewAlarm {
+    of_rejection_on(r, None)
+}
+
+/// [`of_rejection`], naming the device only if `roster` has it (an
+/// unsigned envelope's device id is the relay's choice).
+pub(crate) fn of_rejection_on(r: &Rejection, roster: Option<&crate::roster::Roster>) -> NewAlarm {
     let (device, seq) = r.subject();
     let unsigned = matches!(
         r,
@@ -45,6 +51,10 @@ pub(crate) fn of_rejection(r: &Rejection) -> NewAlarm {
             | Rejection::Author(crate::error::AuthorError::UnknownDevice(_))
     );
     let seq = if unsigned { None } else { seq };
+    let device = match roster {
+        Some(roster) if unsigned => device.filter(|d| roster.device(d).is_some()),
+        _ => device,
+    };
     NewAlarm {
         code: r.code().to_owned(),
         device,

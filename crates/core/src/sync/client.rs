@@ -16,8 +16,10 @@ use crate::request_auth;
 use crate::roster::Role;
 use crate::transport::{Method, Request, Response, Transport};
 
-/// Largest clock correction a relay's `clock_skew` answer may cause.
-const MAX_CLOCK_OFFSET_SECS: u64 = 24 * 3600;
+/// Largest clock correction a relay's `clock_skew` answer may cause: a
+/// device's clock is rarely off by more, and what the relay can shift
+/// bounds how it can bend the times envelopes and roster operations state.
+const MAX_CLOCK_OFFSET_SECS: u64 = 6 * 3600;
 /// Most heads a page may carry (devices in a team).
 const MAX_PAGE_HEADS: usize = 10_000;
 /// Most envelopes a page may carry.
@@ -203,9 +205,9 @@ impl<T: Transport> RelayClient<T> {
                 && let Some(server) = err.server_time
             {
                 let offset = server as i64 - env.now() as i64;
-                // A device's clock may be off by hours; a relay claiming
-                // more than a day is lying (and would skew every time this
-                // device states).
+                // A device's clock may be off by minutes or an hour; a relay
+                // claiming more is lying (or this clock is badly wrong) and
+                // would skew every time this device states.
                 if offset.unsigned_abs() > MAX_CLOCK_OFFSET_SECS {
                     return Err(SyncError::RelayMalformed(format!(
                         "the relay's clock is {offset} seconds from this device's; set the date and time if this device's is wrong"

@@ -167,6 +167,12 @@ fn run<T: Transport>(
     // An alarm about someone else's envelopes does not keep this device's
     // own work from reaching the relay; a roster another device stated and
     // the relay does not serve keeps it from sealing anything new.
+    // Sealing uses the roster as it is now, not as it was when the sync
+    // began (a long pull may overlap a revocation); a sync with nothing to
+    // seal asks for nothing more.
+    if role.can_write() && (store.outbox_len()? > 0 || !store.unreported_alarms()?.is_empty()) {
+        roster = refresh_roster(store, client, env)?;
+    }
     let doubt = super::pull::open_doubt(store, &roster)?;
     if role.can_write() {
         if doubt.is_none() {
@@ -264,7 +270,8 @@ pub(crate) fn refresh_roster<T: Transport>(
         }
     }
     store.save_roster(&roster)?;
-    applied_beyond_revocations(store, &roster, env.now())?;
+    let known = held.as_ref().map_or(0, |h| h.ops().len() as u64);
+    applied_beyond_revocations(store, &roster, known, env.now())?;
     Ok(roster)
 }
 
@@ -272,13 +279,17 @@ pub(crate) fn refresh_roster<T: Transport>(
 /// this device already applied more of it, or another envelope at that
 /// seq (the relay kept it from the revoking admin), that is an alarm: what
 /// lies beyond was written by whoever holds the device.
+///
+/// Only revocations this refresh brought (from index `known` on) are
+/// looked at: an alarm an admin acknowledged is not raised again.
 fn applied_beyond_revocations(
     store: &mut DeviceStore,
     roster: &Roster,
+    known: u64,
     now: u64,
 ) -> Result<(), SyncError> {
     for record in roster.devices() {
-        let Some(bound) = record.revoked else {
+        let Some(bound) = record.revoked.filter(|r| r.at >= known) else {
             continue;
         };
         let device = record.entry.id();

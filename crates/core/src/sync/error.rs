@@ -98,6 +98,19 @@ pub enum SyncError {
     /// Several devices match what was typed.
     #[error("several devices match `{0}`; type more characters of the device id")]
     AmbiguousDevice(String),
+    /// The relay holds more of the device's log than this admin device
+    /// verified: revoking now would have every device refuse the rest.
+    #[error(
+        "the relay reports device {device}'s log up to seq {relay}, but this device verified it only up to seq {verified}; revoking now makes every device refuse the rest (a thief's writes, or a lost phone's last intakes). Sync again and retry; to revoke at seq {verified} anyway, run `amana team revoke --drop-unverified`"
+    )]
+    RevocationBelowRelay {
+        /// The device to revoke.
+        device: DeviceId,
+        /// The last seq this device verified.
+        verified: u64,
+        /// The head the relay reports.
+        relay: u64,
+    },
     /// A device tried to revoke itself.
     #[error(
         "a device cannot revoke itself (and a team's last admin can never be revoked); revoke it from another admin device"

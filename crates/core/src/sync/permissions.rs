@@ -173,10 +173,16 @@ impl PageDocs {
     /// later pull (changes building on what this device does not hold yet:
     /// the relay may have served them before what they build on), and the
     /// documents to write (none for `shredded`).
+    ///
+    /// A missing dependency whose author was already fetched again from
+    /// that envelope (`retried`) is refused instead (the chain goes on): it
+    /// builds on something this device will not get, such as an envelope it
+    /// refused.
     pub(super) fn resolve(
         self,
         store: &DeviceStore,
         shredded: &BTreeSet<CaseId>,
+        retried: &dyn Fn(DeviceId, u64) -> bool,
     ) -> Result<Resolved, StoreError> {
         let mut work = Vec::with_capacity(self.steps.len());
         for (case, steps) in self.steps {
@@ -205,7 +211,9 @@ impl PageDocs {
             // A missing dependency defers its author from that envelope on:
             // every later envelope of it in the page is taken out too.
             for rejection in refused.values() {
-                if let Rejection::MissingDependencies { device, seq, .. } = rejection {
+                if let Rejection::MissingDependencies { device, seq, .. } = rejection
+                    && !retried(*device, *seq)
+                {
                     let from = deferred_from.entry(*device).or_insert(*seq);
                     *from = (*from).min(*seq);
                 }
@@ -251,7 +259,13 @@ impl PageDocs {
                 });
             }
         }
-        refused.retain(|_, r| !matches!(r, Rejection::MissingDependencies { .. }));
+        // What waits is not refused.
+        refused.retain(|n, _| {
+            let author = &authors[*n];
+            deferred_from
+                .get(&author.device)
+                .is_none_or(|from| author.seq < *from)
+        });
         Ok((refused, deferred_from, checked))
     }
 }

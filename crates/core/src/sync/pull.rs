@@ -56,6 +56,9 @@ const REWIND_BACKOFF_SECS: u64 = 6 * 3600;
 
 /// Where the next pull starts again, and the breaks already tried.
 struct Rewinds {
+    /// Where this pull started again, if it did: kept until it completes
+    /// (a pull cut short must not forget a lower point).
+    pending: Option<u64>,
     from: Option<u64>,
     tried: Vec<(DeviceId, u64, u64)>,
     now: u64,
@@ -83,6 +86,7 @@ impl Rewinds {
             }
         };
         Ok(Rewinds {
+            pending: read_u64(store, REWIND)?,
             from: None,
             tried,
             now,
@@ -92,11 +96,7 @@ impl Rewinds {
     /// The chain of `device` broke at `seq`: start the next pull again at
     /// `cursor`, unless this break was fetched again recently already.
     fn want(&mut self, device: DeviceId, seq: u64, cursor: u64) {
-        let recent = self
-            .tried
-            .iter()
-            .any(|(d, s, at)| *d == device && *s == seq && at + REWIND_BACKOFF_SECS > self.now);
-        if recent {
+        if self.recently_tried(device, seq) {
             return;
         }
         self.tried.retain(|(d, s, _)| !(*d == device && *s == seq));
@@ -104,11 +104,35 @@ impl Rewinds {
         self.from = Some(self.from.map_or(cursor, |f| f.min(cursor)));
     }
 
+    /// Where the next pull starts again if this one stops here.
+    fn point(&self) -> Option<u64> {
+        match (self.pending, self.from) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether the break of `device` at `seq` was fetched again within the
+    /// back-off.
+    fn recently_tried(&self, device: DeviceId, seq: u64) -> bool {
+        self.tried
+            .iter()
+            .any(|(d, s, at)| *d == device && *s == seq && at + REWIND_BACKOFF_SECS > self.now)
+    }
+
+    /// Whether the break of `device` at `seq` was already fetched again
+    /// (by an earlier pull).
+    fn tried_before(&self, device: DeviceId, seq: u64) -> bool {
+        self.tried
+            .iter()
+            .any(|(d, s, at)| *d == device && *s == seq && *at < self.now)
+    }
+
     /// What to store with a page.
     fn metas(&self) -> Vec<(&'static str, Vec<u8>)> {
         let mut out = vec![(REWOUND, self.encode_tried())];
-        if let Some(from) = self.from {
-            out.push((REWIND, from.to_be_bytes().to_vec()));
+        if let Some(point) = self.point() {
+            out.push((REWIND, point.to_be_bytes().to_vec()));
         }
         out
     }
@@ -135,10 +159,13 @@ impl Rewinds {
         self.tried
             .retain(|(d, s, _)| heads.get(d).is_none_or(|h| h.seq < *s));
         store.put_meta(REWOUND, &self.encode_tried())?;
-        match self.from {
-            Some(from) => store.put_meta(REWIND, &from.to_be_bytes()),
-            None if complete => store.remove_meta(REWIND),
-            None => Ok(()),
+        match (self.from, complete) {
+            (Some(from), _) => store.put_meta(REWIND, &from.to_be_bytes()),
+            (None, true) => store.remove_meta(REWIND),
+            (None, false) => match self.pending {
+                Some(pending) => store.put_meta(REWIND, &pending.to_be_bytes()),
+                None => Ok(()),
+            },
         }
     }
 }
@@ -162,10 +189,19 @@ pub(super) fn pull<T: Transport>(
     let mut refetched_for: Option<u64> = None;
     let mut shredded = store.shredded_cases()?;
     let high = store.cursor()?;
-    let rewind_from = read_u64(store, REWIND)?;
-    let mut cursor = rewind_from.map_or(high, |r| r.min(high));
-    let mut stored_cursor = high;
     let mut applied_at = read_cursors(store, APPLIED_AT)?;
+    // Envelopes held back by an earlier pull are fetched again once their
+    // back-off is over.
+    let mut rewind_from = read_u64(store, REWIND)?;
+    for (device, from) in read_cursors(store, DEFERRED)? {
+        if !Rewinds::load(store, env.now())?.recently_tried(device, from) {
+            let at = applied_at.get(&device).copied().unwrap_or(0);
+            rewind_from = Some(rewind_from.map_or(at, |r| r.min(at)));
+        }
+    }
+    let mut cursor = rewind_from.map_or(high, |r| r.min(high));
+    let rewinding = rewind_from.is_some();
+    let mut stored_cursor = high;
     let mut stored_applied_at = applied_at.clone();
     // Every head applied so far: a device the relay stops listing is a
     // rollback too.
@@ -175,6 +211,7 @@ pub(super) fn pull<T: Transport>(
         .map(|h| (h.device, h))
         .collect();
     let mut rewinds = Rewinds::load(store, env.now())?;
+    rewinds.pending = rewind_from;
     let mut refused = read_cursors(store, REFUSED)?;
     let mut complete = false;
     let mut shred_applied = false;
@@ -184,15 +221,24 @@ pub(super) fn pull<T: Transport>(
     let mut first_alarm: Option<SyncError> = None;
     // Devices whose envelopes this pull leaves for a later one (see
     // `defer`): passed over for the rest of it.
-    let mut deferred: BTreeSet<DeviceId> = BTreeSet::new();
+    // Kept across pulls (so a later one does not take what it passes over
+    // for tampering), and tried again by a pull that starts over.
+    let mut deferred: BTreeMap<DeviceId, u64> = if rewinding {
+        BTreeMap::new()
+    } else {
+        read_cursors(store, DEFERRED)?
+    };
     let mut doubts = read_doubts(store)?;
     let mut pages = 0;
+    let mut junk_kept = 0;
     let (mut page_bytes, mut retries) = (PAGE_TARGET_BYTES, 0);
     let result = loop {
         pages += 1;
         if pages > MAX_PAGES {
-            // The rest waits for the next sync.
-            break Ok(());
+            // Never counted as a complete pull: what follows is unchecked.
+            break Err(SyncError::RelayMalformed(format!(
+                "more than {MAX_PAGES} pages in one pull"
+            )));
         }
         progress(Progress::Pulling {
             done: report.pulled,
@@ -226,7 +272,8 @@ pub(super) fn pull<T: Transport>(
             // Inside a rewound range, what this device applied already
             // comes back: passed over, without a check to spend.
             if entry.cursor <= high && already_applied(store, &entry.bytes, &heads)?
-                || header_of(&entry.bytes).is_some_and(|h| deferred.contains(&h.device))
+                || header_of(&entry.bytes)
+                    .is_some_and(|h| deferred.get(&h.device).is_some_and(|from| h.seq >= *from))
             {
                 position = entry.cursor;
                 continue;
@@ -269,8 +316,8 @@ pub(super) fn pull<T: Transport>(
                                 .quarantined
                                 .push((entry.bytes.clone(), format!("roster_withheld: {alarm}")));
                             pulled.alarms.extend(alarms::of_error(&alarm));
-                            doubts.retain(|(a, _)| *a != author);
-                            doubts.push((author, claimed));
+                            doubts.retain(|(a, _, _)| *a != author);
+                            doubts.push((author, claimed, opened.header.epoch));
                             first_alarm.get_or_insert(alarm);
                             position = entry.cursor;
                             continue;
@@ -384,7 +431,7 @@ pub(super) fn pull<T: Transport>(
                             .map_or(Role::Auditor, |d| d.entry.role);
                         let count = kept.len();
                         let n = docs.stage(head.device, role, head.seq, kept);
-                        staged.push((n, entry.bytes.clone(), count, head.device, head.seq));
+                        staged.push((n, entry.bytes.clone(), count, head.device, head.seq, None));
                         None
                     };
                     if let Some(rejection) = refusal {
@@ -430,7 +477,7 @@ pub(super) fn pull<T: Transport>(
                     let claimed = roster.ops().len() as u64 + 1;
                     let alarm = SyncError::RosterWithheld {
                         author,
-                        seq: header.map_or(0, |h| h.seq),
+                        seq: header.as_ref().map_or(0, |h| h.seq),
                         claimed,
                         ours: roster.ops().len() as u64,
                     };
@@ -447,8 +494,8 @@ pub(super) fn pull<T: Transport>(
                         .quarantined
                         .push((entry.bytes.clone(), format!("roster_withheld: {alarm}")));
                     pulled.alarms.extend(alarms::of_error(&alarm));
-                    doubts.retain(|(a, _)| *a != author);
-                    doubts.push((author, claimed));
+                    doubts.retain(|(a, _, _)| *a != author);
+                    doubts.push((author, claimed, header.as_ref().map_or(0, |h| h.epoch)));
                     first_alarm.get_or_insert(alarm);
                 }
                 Err(Refusal::Quarantine(rejection) | Refusal::UnknownAuthor(rejection)) => {
@@ -463,10 +510,25 @@ pub(super) fn pull<T: Transport>(
                         let seq = heads.get(&device).map_or(1, |h| h.seq + 1);
                         rewinds.want(device, seq, from);
                     }
+                    // Unsigned junk costs the relay nothing to make: its
+                    // evidence is kept for a few per pull only, so it
+                    // cannot crowd out what a signature vouches for.
+                    let unsigned = matches!(
+                        rejection,
+                        Rejection::Malformed(_)
+                            | Rejection::WrongTeam { .. }
+                            | Rejection::Signature { .. }
+                            | Rejection::Author(crate::error::AuthorError::UnknownDevice(_))
+                    );
+                    if !unsigned || junk_kept < JUNK_EVIDENCE_PER_PULL {
+                        junk_kept += usize::from(unsigned);
+                        pulled
+                            .quarantined
+                            .push((entry.bytes.clone(), rejection.record()));
+                    }
                     pulled
-                        .quarantined
-                        .push((entry.bytes.clone(), rejection.record()));
-                    pulled.alarms.push(alarms::of_rejection(&rejection));
+                        .alarms
+                        .push(alarms::of_rejection_on(&rejection, Some(roster)));
                     report.quarantined.push(rejection);
                 }
             }
@@ -477,7 +539,8 @@ pub(super) fn pull<T: Transport>(
         }
         stored_cursor = stored_cursor.max(position);
         pulled.cursor = stored_cursor;
-        let (refused_here, deferred_from, checked) = docs.resolve(store, &shredded)?;
+        let (refused_here, deferred_from, checked) =
+            docs.resolve(store, &shredded, &|d, seq| rewinds.tried_before(d, seq))?;
         pulled.checked = checked;
         // Changes that build on what this device does not hold yet: their
         // author's chain stops before them, to be fetched again (the relay
@@ -537,14 +600,19 @@ pub(super) fn pull<T: Transport>(
             });
         }
         pulled.heads = changed.into_values().collect();
-        for (n, bytes, count, device, seq) in staged {
+        for (n, bytes, count, device, seq, snapshot_part) in staged {
             if deferred_from.get(&device).is_some_and(|from| seq >= *from) {
                 continue;
             }
             match refused_here.get(&n) {
                 // Authentic, so chained; not applied; kept as evidence,
-                // with its alarm.
+                // with its alarm. A snapshot part whose documents did not
+                // merge does not count as applied (the shred it carries
+                // does not finish on this device).
                 Some(rejection) => {
+                    if let Some(part) = snapshot_part {
+                        pulled.snapshot_parts.retain(|p| (p.id, p.part) != part);
+                    }
                     pulled.quarantined.push((bytes, rejection.record()));
                     pulled.alarms.push(alarms::of_rejection(rejection));
                     report.quarantined.push(rejection.clone());
@@ -560,6 +628,7 @@ pub(super) fn pull<T: Transport>(
             (APPLIED_AT, encode_cursors(&applied_at)),
             (REFUSED, encode_cursors(&refused)),
             (DOUBTS, encode_doubts(&doubts)),
+            (DEFERRED, encode_cursors(&deferred)),
         ];
         pulled.meta.extend(rewinds.metas());
         shred_applied |= !pulled.tombstones.is_empty();
@@ -593,7 +662,8 @@ pub(super) fn pull<T: Transport>(
             None => {}
         }
         if !page.more {
-            if let Err(e) = check_withheld(&page, &heads, &refused, roster, &deferred) {
+            let waiting: BTreeSet<DeviceId> = deferred.keys().copied().collect();
+            if let Err(e) = check_withheld(&page, &heads, &refused, roster, &waiting) {
                 // What was withheld may sit behind the cursor: fetch again
                 // from the last envelope applied from that device.
                 if let SyncError::Withheld {
@@ -618,7 +688,7 @@ pub(super) fn pull<T: Transport>(
             store.put_meta(tail::VIEWS, &views.encode())?;
             store.put_meta(tail::LAST_COMPLETE_PULL, &began.to_be_bytes())?;
             views.prune_own(store, roster)?;
-            let mut settled = witnesses.settle(store, &heads)?;
+            let mut settled = witnesses.settle(store, &heads, &waiting)?;
             settled.extend(views.own_tail_withheld(store, roster)?);
             settled.extend(tail::snapshot_missing(store, roster, env.now())?);
             for alarm in &settled {
@@ -719,19 +789,34 @@ fn take_snapshot(
         .filter(|saved| !shredded.contains(&saved.case))
         .collect();
     let n = docs.stage_snapshot(head.device, head.seq, cases);
-    staged.push((n, bytes.to_vec(), 0, head.device, head.seq));
+    staged.push((
+        n,
+        bytes.to_vec(),
+        0,
+        head.device,
+        head.seq,
+        Some((part.id, part.part)),
+    ));
     pulled.labels.extend(part.labels.iter().cloned());
     pulled.snapshot_parts.push(part);
     None
 }
 
 /// A staged envelope: its number, its bytes (for evidence), how many
-/// changes it carries, its author and seq.
-type Staged = (usize, Vec<u8>, usize, DeviceId, u64);
+/// changes it carries, its author and seq, and for a snapshot part its id
+/// and part number.
+type Staged = (
+    usize,
+    Vec<u8>,
+    usize,
+    DeviceId,
+    u64,
+    Option<([u8; 16], u32)>,
+);
 
 /// What deferring an author's envelopes touches.
 struct Deferral<'a> {
-    deferred: &'a mut BTreeSet<DeviceId>,
+    deferred: &'a mut BTreeMap<DeviceId, u64>,
     rewinds: &'a mut Rewinds,
     applied_at: &'a BTreeMap<DeviceId, u64>,
     heads: &'a BTreeMap<DeviceId, PeerHead>,
@@ -741,22 +826,52 @@ struct Deferral<'a> {
 /// of this one, fetched again from the last one applied (the same break at
 /// most every few hours).
 fn defer_author(d: &mut Deferral<'_>, author: DeviceId) {
-    d.deferred.insert(author);
     let seq = d.heads.get(&author).map_or(1, |h| h.seq + 1);
+    d.deferred.insert(author, seq);
     let from = d.applied_at.get(&author).copied().unwrap_or(0);
     d.rewinds.want(author, seq, from);
 }
+
+/// Meta entry: per device, the seq from which its envelopes wait for a
+/// later pull (see `defer_author`).
+const DEFERRED: &str = "deferred_from";
 
 /// Meta entry: rosters other devices stated and the relay did not serve
 /// (author, stated length): this device seals nothing while one is open.
 const DOUBTS: &str = "roster_doubts";
 
-fn read_doubts(store: &DeviceStore) -> Result<Vec<(DeviceId, u64)>, StoreError> {
-    Ok(read_cursors(store, DOUBTS)?.into_iter().collect())
+/// A roster doubt: the author, the roster length it stated and the epoch
+/// it sealed under (both must be on this device's roster to clear it).
+type Doubt = (DeviceId, u64, u32);
+
+fn read_doubts(store: &DeviceStore) -> Result<Vec<Doubt>, StoreError> {
+    let Some(bytes) = store.meta(DOUBTS)? else {
+        return Ok(Vec::new());
+    };
+    let bad = || StoreError::Corrupt("roster doubts unreadable".into());
+    if bytes.len() % 28 != 0 {
+        return Err(bad());
+    }
+    bytes
+        .chunks_exact(28)
+        .map(|c| {
+            Ok((
+                DeviceId::from_slice(&c[..16]).map_err(|_| bad())?,
+                u64::from_be_bytes(c[16..24].try_into().map_err(|_| bad())?),
+                u32::from_be_bytes(c[24..].try_into().map_err(|_| bad())?),
+            ))
+        })
+        .collect()
 }
 
-fn encode_doubts(doubts: &[(DeviceId, u64)]) -> Vec<u8> {
-    encode_cursors(&doubts.iter().copied().collect())
+fn encode_doubts(doubts: &[Doubt]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(doubts.len() * 28);
+    for (device, len, epoch) in doubts {
+        out.extend_from_slice(device.as_bytes());
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&epoch.to_be_bytes());
+    }
+    out
 }
 
 /// The roster doubt still open under `roster`, if any: a stated roster
@@ -769,15 +884,16 @@ pub(super) fn open_doubt(
     let len = roster.ops().len() as u64;
     let mut doubts = read_doubts(store)?;
     let before = doubts.len();
-    doubts.retain(|(author, claimed)| {
-        *claimed > len && roster.device(author).is_some_and(|d| d.is_active())
+    doubts.retain(|(author, claimed, epoch)| {
+        (*claimed > len || roster.epoch(*epoch).is_none())
+            && roster.device(author).is_some_and(|d| d.is_active())
     });
     if doubts.len() != before {
         store.put_meta(DOUBTS, &encode_doubts(&doubts))?;
     }
     Ok(doubts
         .first()
-        .map(|(author, claimed)| SyncError::RosterWithheld {
+        .map(|(author, claimed, _)| SyncError::RosterWithheld {
             author: *author,
             seq: 0,
             claimed: *claimed,
@@ -785,7 +901,10 @@ pub(super) fn open_doubt(
         }))
 }
 
-/// Most pages one pull takes; the rest waits for the next sync.
+/// Unsigned junk kept as evidence per pull (its alarm is raised whatever).
+const JUNK_EVIDENCE_PER_PULL: usize = 100;
+
+/// Most pages one pull takes (more is the relay's doing).
 const MAX_PAGES: usize = 10_000;
 
 /// Why a page was cut short before its end.

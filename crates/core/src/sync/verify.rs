@@ -31,6 +31,11 @@ use crate::store::PeerHead;
 /// last envelope's (or `after` for an empty page): a next cursor beyond
 /// what the page holds would move this device past envelopes it never saw.
 pub(super) fn check_page_order(page: &Page, after: u64, limit: usize) -> Result<(), SyncError> {
+    if page.entries.is_empty() && page.more {
+        return Err(SyncError::RelayMalformed(
+            "an empty page that says more follows".into(),
+        ));
+    }
     if page.entries.len() > limit {
         return Err(SyncError::RelayMalformed(format!(
             "a page of {} envelopes, {limit} asked for",

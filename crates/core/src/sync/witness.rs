@@ -138,13 +138,21 @@ impl Witnesses {
     /// After the last page: every claim must now be covered, and agree.
     /// Returns what they show, and forgets them (the alarms are the
     /// record from here on).
+    ///
+    /// Claims about a log whose envelopes this device is holding back on
+    /// purpose (`waiting`) stay for a later pull.
     pub(super) fn settle(
         &mut self,
         store: &DeviceStore,
         heads: &BTreeMap<DeviceId, PeerHead>,
+        waiting: &std::collections::BTreeSet<DeviceId>,
     ) -> Result<Vec<SyncError>, StoreError> {
         let mut alarms = Vec::new();
-        for Claim { author, witness: w } in std::mem::take(&mut self.ahead) {
+        let (later, now): (Vec<Claim>, Vec<Claim>) = std::mem::take(&mut self.ahead)
+            .into_iter()
+            .partition(|c| waiting.contains(&c.witness.device));
+        self.ahead = later;
+        for Claim { author, witness: w } in now {
             let applied = heads.get(&w.device).map_or(0, |h| h.seq);
             if applied < w.seq {
                 alarms.push(SyncError::WitnessedAhead {

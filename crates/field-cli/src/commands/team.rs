@@ -30,7 +30,10 @@ pub fn run(app: &App, command: TeamCommand) -> anyhow::Result<()> {
             safety_number,
         } => approve(app, &device, &safety_number),
         TeamCommand::Devices => devices(app),
-        TeamCommand::Revoke { device } => revoke(app, &device),
+        TeamCommand::Revoke {
+            device,
+            drop_unverified,
+        } => revoke(app, &device, drop_unverified),
         TeamCommand::Rotate => rotate(app),
     }
 }
@@ -271,11 +274,15 @@ fn devices(app: &App) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn revoke(app: &App, which: &str) -> anyhow::Result<()> {
+fn revoke(app: &App, which: &str, drop_unverified: bool) -> anyhow::Result<()> {
     let mut store = app.unlock()?;
     let mut client = app::client(&store)?;
     let mut env = app::system_env();
-    let done = admin::revoke(&mut store, &mut client, &mut env, which)?;
+    let done = if drop_unverified {
+        admin::revoke_dropping_unverified(&mut store, &mut client, &mut env, which)?
+    } else {
+        admin::revoke(&mut store, &mut client, &mut env, which)?
+    };
     if app.json {
         println!(
             "{}",
