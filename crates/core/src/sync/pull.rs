@@ -297,28 +297,22 @@ pub(super) fn pull<T: Transport>(
                             // relay hides it (or the author lies). Only
                             // this device's envelopes wait; this device
                             // seals nothing until it has that roster.
-                            let alarm = SyncError::RosterWithheld {
-                                author,
-                                seq,
-                                claimed,
-                                ours: roster.ops().len() as u64,
-                            };
-                            defer_author(
+                            roster_withheld(
                                 &mut Deferral {
                                     deferred: &mut deferred,
                                     rewinds: &mut rewinds,
                                     applied_at: &applied_at,
                                     heads: &heads,
                                 },
-                                author,
+                                Withheld {
+                                    pulled: &mut pulled,
+                                    doubts: &mut doubts,
+                                    first_alarm: &mut first_alarm,
+                                },
+                                &entry.bytes,
+                                (author, seq, opened.header.epoch),
+                                (claimed, roster.ops().len() as u64),
                             );
-                            pulled
-                                .quarantined
-                                .push((entry.bytes.clone(), format!("roster_withheld: {alarm}")));
-                            pulled.alarms.extend(alarms::of_error(&alarm));
-                            doubts.retain(|(a, _, _)| *a != author);
-                            doubts.push((author, claimed, opened.header.epoch));
-                            first_alarm.get_or_insert(alarm);
                             position = entry.cursor;
                             continue;
                         }
@@ -473,30 +467,23 @@ pub(super) fn pull<T: Transport>(
                     // behind: the relay hides the roster it was sealed
                     // under. Its author's envelopes wait for a later pull.
                     let header = header_of(&entry.bytes);
-                    let author = header.as_ref().map_or(me, |h| h.device);
-                    let claimed = roster.ops().len() as u64 + 1;
-                    let alarm = SyncError::RosterWithheld {
-                        author,
-                        seq: header.as_ref().map_or(0, |h| h.seq),
-                        claimed,
-                        ours: roster.ops().len() as u64,
-                    };
-                    defer_author(
+                    let ours = roster.ops().len() as u64;
+                    roster_withheld(
                         &mut Deferral {
                             deferred: &mut deferred,
                             rewinds: &mut rewinds,
                             applied_at: &applied_at,
                             heads: &heads,
                         },
-                        author,
+                        Withheld {
+                            pulled: &mut pulled,
+                            doubts: &mut doubts,
+                            first_alarm: &mut first_alarm,
+                        },
+                        &entry.bytes,
+                        header.map_or((me, 0, 0), |h| (h.device, h.seq, h.epoch)),
+                        (ours + 1, ours),
                     );
-                    pulled
-                        .quarantined
-                        .push((entry.bytes.clone(), format!("roster_withheld: {alarm}")));
-                    pulled.alarms.extend(alarms::of_error(&alarm));
-                    doubts.retain(|(a, _, _)| *a != author);
-                    doubts.push((author, claimed, header.as_ref().map_or(0, |h| h.epoch)));
-                    first_alarm.get_or_insert(alarm);
                 }
                 Err(Refusal::Quarantine(rejection) | Refusal::UnknownAuthor(rejection)) => {
                     if refused_for_its_author(&rejection)
@@ -830,6 +817,42 @@ fn defer_author(d: &mut Deferral<'_>, author: DeviceId) {
     d.deferred.insert(author, seq);
     let from = d.applied_at.get(&author).copied().unwrap_or(0);
     d.rewinds.want(author, seq, from);
+}
+
+/// Where a `roster_withheld` finding is recorded.
+struct Withheld<'a> {
+    pulled: &'a mut PulledPage,
+    doubts: &'a mut Vec<Doubt>,
+    first_alarm: &'a mut Option<SyncError>,
+}
+
+/// An envelope states a roster (`claimed` operations) longer than the
+/// relay serves this device (`ours`) even after fetching it again: the
+/// relay hides it, or the author lies. Only that author's envelopes wait;
+/// the evidence and the alarm are kept, and this device seals nothing
+/// until it has that roster (the doubt).
+fn roster_withheld(
+    deferral: &mut Deferral<'_>,
+    record: Withheld<'_>,
+    bytes: &[u8],
+    (author, seq, epoch): (DeviceId, u64, u32),
+    (claimed, ours): (u64, u64),
+) {
+    let alarm = SyncError::RosterWithheld {
+        author,
+        seq,
+        claimed,
+        ours,
+    };
+    defer_author(deferral, author);
+    record
+        .pulled
+        .quarantined
+        .push((bytes.to_vec(), format!("roster_withheld: {alarm}")));
+    record.pulled.alarms.extend(alarms::of_error(&alarm));
+    record.doubts.retain(|(a, _, _)| *a != author);
+    record.doubts.push((author, claimed, epoch));
+    record.first_alarm.get_or_insert(alarm);
 }
 
 /// Meta entry: per device, the seq from which its envelopes wait for a
