@@ -174,11 +174,18 @@ pub enum EnvelopeError {
     /// The padding inside the plaintext is malformed.
     #[error("envelope padding is invalid")]
     PaddingInvalid,
-    /// The compressed payload is corrupt or too large.
+    /// The compressed payload is corrupt.
     #[error("envelope payload does not decompress (corrupt or over {max} bytes)")]
     Decompress {
         /// The decompressed-size limit.
         max: usize,
+    },
+    /// The payload expands beyond what its body's size allows: a
+    /// decompression bomb.
+    #[error("envelope payload expands to more than the {limit} bytes its size allows")]
+    InflatesTooFar {
+        /// What the body may expand to.
+        limit: usize,
     },
     /// The decrypted payload is malformed.
     #[error("envelope payload is malformed: {0}")]

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
+use super::bounded::{self, BoundError, InflateBudget};
 use super::fields;
 use super::model::{Case, Followup, Note, Referral};
 use super::{CaseError, ValidationError};
@@ -100,9 +101,16 @@ impl CaseDoc {
         Ok(this)
     }
 
-    /// The compact saved form.
+    /// The compact saved form (how the store keeps it).
     pub fn save(&mut self) -> Vec<u8> {
         self.doc.save()
+    }
+
+    /// The saved form without Automerge's own column compression: what a
+    /// snapshot carries (the envelope deflates it as a whole, and readers
+    /// bound what its compressed parts may inflate to).
+    pub fn save_uncompressed(&mut self) -> Vec<u8> {
+        self.doc.save_nocompress()
     }
 
     /// Applies a batch of received changes at once (one call per batch: one
@@ -143,17 +151,36 @@ impl CaseDoc {
             .map_err(|e| CaseError::BadChange(e.to_string()))
     }
 
-    /// Whether `bytes` are a saved Automerge document (checked before a
-    /// snapshot is accepted).
-    pub fn is_valid_saved(bytes: &[u8]) -> bool {
-        AutoCommit::load(bytes).is_ok()
+    /// Checks a saved document received in a snapshot before it is
+    /// accepted: its compressed parts fit `budget` (checked before
+    /// Automerge parses anything, [`super::bounded`]), and it loads.
+    pub fn check_received_saved(
+        bytes: &[u8],
+        budget: &mut InflateBudget,
+    ) -> Result<(), BoundError> {
+        bounded::check_saved(bytes, budget)?;
+        AutoCommit::load(bytes)
+            .map(drop)
+            .map_err(|_| BoundError::Malformed {
+                expected: "saved document",
+                what: "Automerge does not load it",
+            })
     }
 
-    /// Whether `bytes` decode as an Automerge change (checked before a
-    /// received envelope is accepted, so one bad change cannot block a
-    /// whole page).
-    pub fn is_valid_change(bytes: &[u8]) -> bool {
-        Change::from_bytes(bytes.to_vec()).is_ok()
+    /// Checks a received change before its envelope is accepted (so one
+    /// bad change cannot block a whole page): it fits `budget`
+    /// ([`super::bounded`]), and it decodes.
+    pub fn check_received_change(
+        bytes: &[u8],
+        budget: &mut InflateBudget,
+    ) -> Result<(), BoundError> {
+        bounded::check_change(bytes, budget)?;
+        Change::from_bytes(bytes.to_vec())
+            .map(drop)
+            .map_err(|_| BoundError::Malformed {
+                expected: "change",
+                what: "Automerge does not decode it",
+            })
     }
 
     /// Whether changes this document depends on are still missing.
@@ -333,13 +360,6 @@ impl CaseDoc {
             .get_last_local_change()
             .map(|c| c.raw_bytes().to_vec())
             .ok_or_else(|| CaseError::Corrupt("no change was recorded".into()))
-    }
-
-    /// The device whose id is the actor of an encoded change, if the bytes
-    /// are a change and its actor is a device id.
-    pub fn change_author(bytes: &[u8]) -> Option<DeviceId> {
-        let change = Change::from_bytes(bytes.to_vec()).ok()?;
-        DeviceId::from_slice(change.actor_id().to_bytes()).ok()
     }
 
     /// The device that wrote the document's first change (whoever

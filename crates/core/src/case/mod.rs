@@ -7,7 +7,10 @@
 //! - [`doc`]: one Automerge document per case; concurrent edits merge,
 //!   concurrent writes to one field are kept and shown as a conflict.
 //! - [`pii`]: warnings for free text that seems to hold personal data.
+//! - [`bounded`]: what received Automerge bytes may inflate to, checked
+//!   before Automerge parses them.
 
+pub mod bounded;
 pub mod codes;
 pub mod doc;
 pub mod fields;

@@ -36,6 +36,22 @@ use crate::wire::{Reader, put_bytes16};
 
 /// Largest accepted decompressed plaintext.
 pub const MAX_PLAINTEXT: usize = 64 * 1024 * 1024;
+/// What an envelope may expand to, in all (its own deflate and the
+/// Automerge chunks inside it), per byte of body received.
+pub const INFLATE_RATIO: usize = 32;
+/// ... and at least (a small envelope may expand more than its ratio).
+pub const INFLATE_FLOOR: usize = 64 * 1024;
+
+/// How many bytes an envelope whose body is `body_len` bytes may expand
+/// to, its own deflate and the Automerge chunks it carries together
+/// (`docs/protocol.md`, "Inflation budget"). What a page holds in memory
+/// is then bounded by the bytes it brought, not by what a writer chose to
+/// compress; [`seal`] stores a payload uncompressed rather than exceed it.
+pub fn inflate_limit(body_len: usize) -> usize {
+    body_len
+        .saturating_mul(INFLATE_RATIO)
+        .clamp(INFLATE_FLOOR, MAX_PLAINTEXT)
+}
 const INNER_LEN: usize = HEADER_LEN - 4;
 
 /// One Automerge change to one case.
@@ -185,6 +201,9 @@ pub struct OpenedEnvelope {
     pub context: SealContext,
     /// Its alarms and acknowledgements (none in a snapshot).
     pub notices: Vec<Notice>,
+    /// What the Automerge chunks it carries may still inflate to
+    /// ([`inflate_limit`] less the plaintext).
+    pub inflate_left: usize,
 }
 
 /// Seals `contents` into a signed envelope under `header` (its `body_len`
@@ -232,10 +251,20 @@ fn seal_plaintext(
     epoch_recipient: &x25519::Recipient,
     device: &DeviceKeys,
 ) -> Result<SealedEnvelope, EnvelopeError> {
-    let mut compressed = Zeroizing::new(Vec::with_capacity(plaintext.len() / 2 + 64));
-    DeflateEncoder::new(plaintext, Compression::default())
-        .read_to_end(&mut compressed)
-        .map_err(|_| EnvelopeError::EncryptFailed)?;
+    let deflate = |level| {
+        let mut compressed = Zeroizing::new(Vec::with_capacity(plaintext.len() / 2 + 64));
+        DeflateEncoder::new(plaintext, level)
+            .read_to_end(&mut compressed)
+            .map(|_| compressed)
+            .map_err(|_| EnvelopeError::EncryptFailed)
+    };
+    let mut compressed = deflate(Compression::default())?;
+    if plaintext.len() > inflate_limit(compressed.len()) {
+        // Compresses too well for a reader to accept (readers bound what
+        // a body may expand to): stored blocks instead, never larger
+        // than the plaintext by more than a few bytes per 64 KiB.
+        compressed = deflate(Compression::none())?;
+    }
     let padded = Zeroizing::new(padding::pad(&compressed));
     let body = age::encrypt(epoch_recipient, &padded).map_err(|_| EnvelopeError::EncryptFailed)?;
     SealedEnvelope::sign(header, &body, device)
@@ -276,14 +305,16 @@ pub fn open(
         .map_err(|_| EnvelopeError::DecryptFailed)?;
 
     let compressed = padding::unpad(&padded).ok_or(EnvelopeError::PaddingInvalid)?;
+    let limit = inflate_limit(envelope.body().len());
     let mut plaintext = Zeroizing::new(Vec::new());
     DeflateDecoder::new(compressed)
-        .take(MAX_PLAINTEXT as u64 + 1)
+        .take(limit as u64 + 1)
         .read_to_end(&mut plaintext)
-        .map_err(|_| EnvelopeError::Decompress { max: MAX_PLAINTEXT })?;
-    if plaintext.len() > MAX_PLAINTEXT {
-        return Err(EnvelopeError::Decompress { max: MAX_PLAINTEXT });
+        .map_err(|_| EnvelopeError::Decompress { max: limit })?;
+    if plaintext.len() > limit {
+        return Err(EnvelopeError::InflatesTooFar { limit });
     }
+    let inflate_left = limit - plaintext.len();
     if plaintext.len() < INNER_LEN || plaintext[..INNER_LEN] != header.inner_copy() {
         return Err(EnvelopeError::HeaderMismatch);
     }
@@ -316,6 +347,7 @@ pub fn open(
         witnesses,
         context,
         notices,
+        inflate_left,
     })
 }
 

@@ -265,10 +265,10 @@ impl DeviceStore {
             .docs()?
             .into_iter()
             .map(|bytes| {
-                let case = CaseDoc::load(&bytes, self.keys.device_id())?.case_id()?;
+                let mut doc = CaseDoc::load(&bytes, self.keys.device_id())?;
                 Ok(SavedCase {
-                    case,
-                    doc: bytes.to_vec(),
+                    case: doc.case_id()?,
+                    doc: doc.save_uncompressed(),
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;

@@ -132,6 +132,8 @@ words! {
         "مغلف موقّع لا يمكن فك تشفير محتواه أو لا يطابق ترويسته.", AUTHOR_AR;
     "invalid_content" => "A signed envelope whose content is not valid.", AUTHOR_EN,
         "مغلف موقّع محتواه غير صالح.", AUTHOR_AR;
+    "decompression_bomb" => "A signed envelope built to expand to far more than its size (a decompression bomb), refused before it was expanded.", AUTHOR_EN,
+        "مغلف موقّع مصمَّم ليتمدد إلى أضعاف حجمه (قنبلة فك ضغط)، رُفض قبل فكّه.", AUTHOR_AR;
     "forged_actor" => "A change written under another device's name.", AUTHOR_EN,
         "تعديل مكتوب باسم جهاز آخر.", AUTHOR_AR;
     "not_permitted" => "A change the author's role may not make (an office decision from a field device, a volunteer editing someone else's case).", AUTHOR_EN,

@@ -351,6 +351,11 @@ mod tests {
                 seq: 1,
                 what: "x".into(),
             },
+            Rejection::DecompressionBomb {
+                device: d,
+                seq: 1,
+                what: "x".into(),
+            },
         ];
         for r in &rejections {
             let alarm = of_rejection(r);

@@ -254,7 +254,7 @@ pub(super) fn pull<T: Transport>(
                 other => other?,
             };
         retries = 0;
-        check_page_order(&page, cursor, PAGE_LIMIT)?;
+        check_page_order(&page, cursor, PAGE_LIMIT, page_bytes)?;
         check_heads(&page, &heads)?;
         let mut pulled = PulledPage {
             at: env.now(),
@@ -1050,6 +1050,7 @@ fn refused_for_its_author(rejection: &Rejection) -> bool {
             | Rejection::SnapshotNotAdmin { .. }
             | Rejection::Unreadable { .. }
             | Rejection::InvalidContent { .. }
+            | Rejection::DecompressionBomb { .. }
     )
 }
 

@@ -159,6 +159,18 @@ pub enum Rejection {
         /// What failed.
         error: EnvelopeError,
     },
+    /// Its body, or an Automerge chunk in it, expands beyond what the
+    /// envelope's size allows: a decompression bomb, refused before it is
+    /// inflated.
+    #[error("device {device} seq {seq}: a decompression bomb: {what}")]
+    DecompressionBomb {
+        /// Author.
+        device: DeviceId,
+        /// Its seq.
+        seq: u64,
+        /// Which part, and its limit.
+        what: String,
+    },
     /// Opened, but its content is not valid (a change or a snapshot).
     #[error("device {device} seq {seq}: {what}")]
     InvalidContent {
@@ -195,6 +207,7 @@ impl Rejection {
             Rejection::MissingDependencies { .. } => "missing_dependencies",
             Rejection::Unreadable { .. } => "unreadable",
             Rejection::InvalidContent { .. } => "invalid_content",
+            Rejection::DecompressionBomb { .. } => "decompression_bomb",
         }
     }
 
@@ -222,7 +235,8 @@ impl Rejection {
             | Rejection::InvalidSchema { device, seq, .. }
             | Rejection::MissingDependencies { device, seq, .. }
             | Rejection::Unreadable { device, seq, .. }
-            | Rejection::InvalidContent { device, seq, .. } => (Some(*device), Some(*seq)),
+            | Rejection::InvalidContent { device, seq, .. }
+            | Rejection::DecompressionBomb { device, seq, .. } => (Some(*device), Some(*seq)),
         }
     }
 

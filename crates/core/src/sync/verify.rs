@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 use super::{Rejection, SyncError};
 use crate::case::CaseDoc;
+use crate::case::bounded::{BoundError, InflateBudget};
 use crate::envelope::seal;
 use crate::envelope::{EnvelopeLimits, Kind, Stored};
 use crate::error::EnvelopeError;
@@ -30,7 +31,12 @@ use crate::store::PeerHead;
 /// The page may hold at most `limit` envelopes, and its next cursor is the
 /// last envelope's (or `after` for an empty page): a next cursor beyond
 /// what the page holds would move this device past envelopes it never saw.
-pub(super) fn check_page_order(page: &Page, after: u64, limit: usize) -> Result<(), SyncError> {
+pub(super) fn check_page_order(
+    page: &Page,
+    after: u64,
+    limit: usize,
+    max_bytes: usize,
+) -> Result<(), SyncError> {
     if page.entries.is_empty() && page.more {
         return Err(SyncError::RelayMalformed(
             "an empty page that says more follows".into(),
@@ -40,6 +46,15 @@ pub(super) fn check_page_order(page: &Page, after: u64, limit: usize) -> Result<
         return Err(SyncError::RelayMalformed(format!(
             "a page of {} envelopes, {limit} asked for",
             page.entries.len()
+        )));
+    }
+    // The relay stops a page before the envelope that would take it past
+    // the budget asked for (but serves at least one): what a page holds in
+    // memory, and may expand to, is bounded by it.
+    let bytes: usize = page.entries.iter().map(|e| e.bytes.len()).sum();
+    if page.entries.len() > 1 && bytes > max_bytes {
+        return Err(SyncError::RelayMalformed(format!(
+            "a page of {bytes} bytes, {max_bytes} asked for"
         )));
     }
     let mut last = after;
@@ -339,33 +354,53 @@ pub(super) fn check_envelope(
             }));
         }
         Err(EnvelopeError::UnknownEpoch(epoch)) => return Err(Refusal::MissingKey(epoch)),
+        Err(EnvelopeError::InflatesTooFar { limit }) => {
+            return Err(Rejection::DecompressionBomb {
+                device,
+                seq,
+                what: format!("its body expands to more than {limit} bytes"),
+            }
+            .into());
+        }
         Err(error) => return Err(Rejection::Unreadable { device, seq, error }.into()),
     };
-    let invalid = |what: String| Refusal::from(Rejection::InvalidContent { device, seq, what });
-    if let Some(bad) = opened
-        .changes
-        .iter()
-        .position(|c| !CaseDoc::is_valid_change(&c.change))
-    {
-        return Err(invalid(format!(
-            "change {bad} is not a valid Automerge change"
-        )));
+    // Every Automerge chunk is checked here, before Automerge parses it,
+    // against one budget for the whole envelope (`case::bounded`).
+    let mut budget = InflateBudget::new(opened.inflate_left);
+    let refuse = |part: String, error: BoundError| -> Refusal {
+        match error {
+            BoundError::TooLarge { .. } => Rejection::DecompressionBomb {
+                device,
+                seq,
+                what: format!("{part}: {error}"),
+            },
+            _ => Rejection::InvalidContent {
+                device,
+                seq,
+                what: format!("{part}: {error}"),
+            },
+        }
+        .into()
+    };
+    for (n, change) in opened.changes.iter().enumerate() {
+        CaseDoc::check_received_change(&change.change, &mut budget)
+            .map_err(|e| refuse(format!("change {n}"), e))?;
     }
     if let Some(part) = &opened.snapshot {
         if part.floor != header.epoch {
-            return Err(invalid(format!(
-                "a snapshot for epoch {} sealed under epoch {}",
-                part.floor, header.epoch
-            )));
+            return Err(Rejection::InvalidContent {
+                device,
+                seq,
+                what: format!(
+                    "a snapshot for epoch {} sealed under epoch {}",
+                    part.floor, header.epoch
+                ),
+            }
+            .into());
         }
-        if let Some(bad) = part
-            .cases
-            .iter()
-            .position(|c| !CaseDoc::is_valid_saved(&c.doc))
-        {
-            return Err(invalid(format!(
-                "case {bad} of the snapshot is not a valid document"
-            )));
+        for (n, case) in part.cases.iter().enumerate() {
+            CaseDoc::check_received_saved(&case.doc, &mut budget)
+                .map_err(|e| refuse(format!("case {n} of the snapshot"), e))?;
         }
     }
     Ok(opened)

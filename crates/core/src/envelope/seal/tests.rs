@@ -209,8 +209,59 @@ fn decompression_garbage_and_bombs() {
     let env = f.seal_raw(&padding::pad(&bomb));
     assert!(matches!(
         f.open(&env),
-        Err(EnvelopeError::Decompress { .. })
+        Err(EnvelopeError::InflatesTooFar { .. })
     ));
+    // 8 MiB of zeros, far below the absolute limit but a thousand times
+    // the body: refused at what the body's size allows, having inflated
+    // no more than that.
+    let bomb = deflate(&vec![0u8; 8 << 20]);
+    let env = f.seal_raw(&padding::pad(&bomb));
+    let limit = inflate_limit(env.body().len());
+    assert!(limit < 1 << 20, "limit {limit}");
+    assert_eq!(f.open(&env), Err(EnvelopeError::InflatesTooFar { limit }));
+}
+
+#[test]
+fn what_compresses_too_well_is_sealed_uncompressed_and_opens() {
+    let f = fixture();
+    let change = CaseChange {
+        case: CaseId::from_bytes([7; 16]),
+        change: vec![b'a'; 4 << 20],
+    };
+    let env = f.seal(std::slice::from_ref(&change));
+    assert!(env.body().len() > 4 << 20, "stored, not deflated");
+    let opened = f.open(&env).unwrap();
+    assert_eq!(opened.changes, vec![change]);
+    // What an ordinary payload may still inflate to is left for its
+    // Automerge chunks.
+    let small = f.seal(&[CaseChange {
+        case: CaseId::from_bytes([7; 16]),
+        change: b"an ordinary change".to_vec(),
+    }]);
+    let opened = f.open(&small).unwrap();
+    assert_eq!(
+        opened.inflate_left,
+        INFLATE_FLOOR - small_plaintext_len(&opened)
+    );
+}
+
+fn small_plaintext_len(opened: &OpenedEnvelope) -> usize {
+    let mut out = Vec::new();
+    opened.context.encode(&mut out);
+    INNER_LEN
+        + out.len()
+        + encoded_len(&Contents {
+            context: opened.context,
+            changes: &opened.changes,
+            witnesses: &opened.witnesses,
+            notices: &opened.notices,
+        })
+}
+
+fn encoded_len(contents: &Contents<'_>) -> usize {
+    let mut out = Vec::new();
+    encode_payload(&mut out, contents).unwrap();
+    out.len()
 }
 
 #[test]
