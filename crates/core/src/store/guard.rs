@@ -13,9 +13,13 @@
 //!   It is off by default. It only counts attempts made through Amana: a
 //!   copy of the directory can be attacked offline, where only the
 //!   passphrase's strength and scrypt's cost help.
+//! - **Order** ([`Attempt`]): unlocks are serialised by a file lock; each
+//!   is counted before any key is derived; the duress slot is tried before
+//!   the keystore. So killing the process, or racing two unlocks, skips
+//!   neither the count nor the wipe.
 
-use std::fs;
-use std::path::Path;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +30,8 @@ use crate::keys::keystore::{self, KeystoreError, Passphrase, WorkFactor};
 pub const GUARD_FILE: &str = "guard.age";
 /// File name of the failed-unlock counter and limit.
 pub const LOCKOUT_FILE: &str = "lockout.json";
+/// File name of the lock that serialises unlocks.
+pub const UNLOCK_LOCK: &str = "unlock.lock";
 const GUARD_CONTENT: &[u8] = b"AMANA-DURESS-SLOT v1";
 
 /// The failed-unlock limit and count.
@@ -77,51 +83,102 @@ pub(super) fn is_duress(dir: &Path, passphrase: &Passphrase) -> bool {
         .is_some_and(|content| content.as_slice() == GUARD_CONTENT)
 }
 
-/// Called when `passphrase` did not open the keystore: wipes on the duress
-/// passphrase or at the limit, otherwise counts the failure. Returns the
-/// error to show, which is the same for a typo and for the duress wipe.
-pub(super) fn after_wrong_passphrase(dir: &Path, passphrase: &Passphrase) -> StoreError {
-    let mut state = lockout(dir);
-    let typo = |state: &Lockout| match state.remaining() {
-        Some(remaining) => StoreError::WrongPassphraseLimited { remaining },
-        None => StoreError::Keystore(KeystoreError::WrongPassphrase),
-    };
-    if is_duress(dir, passphrase) {
-        // What a typo would have shown, counted as one.
-        let shown = Lockout {
-            failures: state.failures + 1,
-            ..state
-        };
-        wipe::wipe(dir);
-        return typo(&shown);
-    }
-    state.failures += 1;
-    if state.remaining() == Some(0) {
-        let report = wipe::wipe(dir);
-        return StoreError::LockedOut {
-            attempts: state.failures,
-            keys_destroyed: report.keys_destroyed(),
-        };
-    }
-    // If the counter cannot be written the attempt still fails; the limit
-    // is a deterrent, not the protection.
-    let _ = write_lockout(dir, &state);
-    typo(&state)
+/// One unlock in progress: unlocks of a directory are serialised (a lock
+/// on `unlock.lock`, held until this is dropped) and each is counted as a
+/// failure, durably, before any passphrase is tried. Killing the process
+/// at any moment therefore leaves the attempt counted; only a passphrase
+/// that opens the keystore takes the count back.
+pub(super) struct Attempt {
+    dir: PathBuf,
+    /// The count before this attempt.
+    before: Lockout,
+    _lock: File,
 }
 
-/// Called after a successful unlock: the count starts again.
-pub(super) fn after_unlock(dir: &Path) -> Result<(), StoreError> {
-    let state = lockout(dir);
-    if state.failures > 0 {
-        write_lockout(
-            dir,
-            &Lockout {
-                failures: 0,
-                ..state
-            },
-        )?;
+/// Begins an unlock of `dir`: waits for any other unlock of it to end,
+/// wipes if earlier attempts already reached the limit (one killed before
+/// it could wipe), and counts this one.
+pub(super) fn begin_attempt(dir: &Path) -> Result<Attempt, StoreError> {
+    let lock = super::private_file(&dir.join(UNLOCK_LOCK))?;
+    lock.lock()?;
+    let before = lockout(dir);
+    if before.remaining() == Some(0) {
+        let report = wipe::wipe(dir);
+        return Err(StoreError::LockedOut {
+            attempts: before.failures,
+            keys_destroyed: report.keys_destroyed(),
+        });
     }
-    Ok(())
+    let counted = Lockout {
+        failures: before.failures.saturating_add(1),
+        ..before
+    };
+    match write_lockout(dir, &counted) {
+        Ok(()) => {}
+        // A limit that cannot be counted would be no limit.
+        Err(e) if before.wipe_after.is_some() => return Err(e),
+        // Without one, the count is information only.
+        Err(_) => {}
+    }
+    Ok(Attempt {
+        dir: dir.to_owned(),
+        before,
+        _lock: lock,
+    })
+}
+
+impl Attempt {
+    /// Tries `passphrase`: the duress slot first, so that no moment exists
+    /// at which the keystore has refused it and the wipe has not begun
+    /// (the price: a successful unlock runs scrypt twice, as a failed one
+    /// always did). Returns the opened keys, or the error to show, which
+    /// is the same for a typo and for the duress wipe.
+    pub(super) fn try_passphrase(
+        self,
+        keystore_bytes: &[u8],
+        passphrase: &Passphrase,
+    ) -> Result<crate::keys::DeviceKeys, StoreError> {
+        let counted = Lockout {
+            failures: self.before.failures.saturating_add(1),
+            ..self.before
+        };
+        let typo = match counted.remaining() {
+            Some(remaining) => StoreError::WrongPassphraseLimited { remaining },
+            None => StoreError::Keystore(KeystoreError::WrongPassphrase),
+        };
+        if is_duress(&self.dir, passphrase) {
+            wipe::wipe(&self.dir);
+            return Err(typo);
+        }
+        match keystore::open(keystore_bytes, passphrase) {
+            Ok(keys) => {
+                // Taking the count back is a courtesy; a read-only
+                // directory must not keep the officer out.
+                let _ = write_lockout(
+                    &self.dir,
+                    &Lockout {
+                        failures: 0,
+                        ..self.before
+                    },
+                );
+                Ok(keys)
+            }
+            Err(KeystoreError::WrongPassphrase) if counted.remaining() == Some(0) => {
+                let report = wipe::wipe(&self.dir);
+                Err(StoreError::LockedOut {
+                    attempts: counted.failures,
+                    keys_destroyed: report.keys_destroyed(),
+                })
+            }
+            Err(KeystoreError::WrongPassphrase) => Err(typo),
+            Err(e) => {
+                // Not a passphrase that failed (a damaged keystore): not
+                // counted.
+                let _ = write_lockout(&self.dir, &self.before);
+                Err(e.into())
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -216,5 +273,72 @@ mod tests {
         }
         assert_eq!(lockout(dir.path()).failures, 5);
         assert!(dir.path().join(KEYSTORE_FILE).exists());
+    }
+
+    /// A process killed while it derives keys (here: an attempt begun and
+    /// dropped) has already counted the attempt, and the next unlock at
+    /// the limit wipes before trying anything. (Before: the count was
+    /// written after both scrypt runs, so each kill was a free guess.)
+    #[test]
+    fn an_attempt_is_counted_before_any_key_is_derived() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("dev");
+        device(&data).set_wipe_after(Some(2)).unwrap();
+        for counted in 1..=2 {
+            drop(begin_attempt(&data).unwrap());
+            assert_eq!(lockout(&data).failures, counted);
+        }
+        assert!(matches!(
+            DeviceStore::unlock(&data, &pass("the real one")),
+            Err(StoreError::LockedOut { attempts: 2, .. })
+        ));
+        assert!(!data.exists(), "wiped, even for the right passphrase");
+    }
+
+    /// Two unlocks at once cannot both read the count before either
+    /// writes it: with a limit of two, two wrong passphrases typed at
+    /// once wipe. (Before: both counted one, and neither wiped.)
+    #[test]
+    fn parallel_unlocks_are_counted_one_after_the_other() {
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().unwrap();
+            let data = dir.path().join("dev");
+            device(&data).set_wipe_after(Some(2)).unwrap();
+            let start = std::sync::Barrier::new(2);
+            let outcomes: Vec<StoreError> = std::thread::scope(|s| {
+                let tries: Vec<_> = (0..2)
+                    .map(|_| {
+                        s.spawn(|| {
+                            start.wait();
+                            DeviceStore::unlock(&data, &pass("wrong")).unwrap_err()
+                        })
+                    })
+                    .collect();
+                tries.into_iter().map(|t| t.join().unwrap()).collect()
+            });
+            assert!(
+                outcomes
+                    .iter()
+                    .any(|e| matches!(e, StoreError::LockedOut { attempts: 2, .. })),
+                "{outcomes:?}"
+            );
+            assert!(!data.join(KEYSTORE_FILE).exists());
+        }
+    }
+
+    /// The duress slot is tried before the keystore: even when the
+    /// keystore cannot be read at all, the duress passphrase wipes.
+    /// (Before: the keystore came first, and its error ended the unlock
+    /// with nothing wiped; a kill between the two runs did the same.)
+    #[test]
+    fn the_duress_slot_is_tried_before_the_keystore() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("dev");
+        device(&data)
+            .set_duress(Some(&pass("under duress")), WORK)
+            .unwrap();
+        fs::write(data.join(KEYSTORE_FILE), b"age-encryption.org/v1\n damaged").unwrap();
+        DeviceStore::unlock(&data, &pass("under duress")).unwrap_err();
+        assert!(!data.exists(), "wiped");
     }
 }

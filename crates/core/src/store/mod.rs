@@ -212,16 +212,7 @@ impl DeviceStore {
             }
             Err(e) => return Err(e.into()),
         };
-        let keys = match keystore::open(&keystore_bytes, passphrase) {
-            Ok(keys) => keys,
-            Err(KeystoreError::WrongPassphrase) => {
-                return Err(guard::after_wrong_passphrase(dir, passphrase));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        // Resetting the failure count is a courtesy; a read-only directory
-        // must not keep the officer out.
-        let _ = guard::after_unlock(dir);
+        let keys = guard::begin_attempt(dir)?.try_passphrase(&keystore_bytes, passphrase)?;
         if !dir.join(DATABASE_FILE).exists() {
             return Err(StoreError::Corrupt("the database file is missing".into()));
         }
@@ -513,6 +504,19 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
     }
     Ok(())
+}
+
+/// Opens `path` for writing without truncating it, creating it readable
+/// by this user only.
+pub(crate) fn private_file(path: &Path) -> Result<fs::File, StoreError> {
+    let mut options = fs::OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    Ok(options.open(path)?)
 }
 
 /// Writes `bytes` to `path` so that a crash leaves either the old or the

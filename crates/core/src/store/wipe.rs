@@ -34,6 +34,7 @@ pub const WIPE_ORDER: &[&str] = &[
     DATABASE_FILE,
     guard::LOCKOUT_FILE,
     "lockout.tmp",
+    guard::UNLOCK_LOCK,
 ];
 
 /// The files holding keys; destroying them is what makes the rest
