@@ -4,6 +4,7 @@
 //! limit), never by eye.
 
 mod bombs;
+mod junk;
 #[path = "../support/mod.rs"]
 mod support;
 

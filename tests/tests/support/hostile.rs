@@ -243,7 +243,7 @@ pub fn relay_heads(w: &World) -> Vec<amana_core::framing::PageHead> {
 /// The quarantine codes of a device, in order.
 pub fn quarantine_codes(store: &DeviceStore) -> Vec<String> {
     store
-        .quarantined()
+        .quarantined_page(0, usize::MAX >> 1)
         .unwrap()
         .into_iter()
         .map(|q| q.code)

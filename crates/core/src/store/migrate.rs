@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/device/0004_witnesses.sql"),
     include_str!("../../migrations/device/0005_case_views.sql"),
     include_str!("../../migrations/device/0006_alarms.sql"),
+    include_str!("../../migrations/device/0007_quarantine_bounds.sql"),
 ];
 
 /// Brings the schema up to date.

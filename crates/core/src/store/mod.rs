@@ -15,6 +15,7 @@ mod cases;
 pub mod guard;
 mod migrate;
 mod pull;
+pub mod quarantine;
 mod receiving;
 pub(crate) mod sealer;
 pub mod shred;
@@ -28,8 +29,9 @@ pub use alarms::{Acknowledgement, Alarm, AlarmId, NewAlarm};
 pub(crate) use cases::on_every_core;
 pub use cases::{CheckedCase, HeldCase};
 pub use pull::{PulledPage, Submission};
+pub use quarantine::{QuarantineSummary, QuarantinedEnvelope};
 pub use receiving::Delivered;
-pub use sync_state::{OutboxEntry, PeerHead, QuarantinedEnvelope};
+pub use sync_state::{OutboxEntry, PeerHead};
 
 use std::fs;
 use std::io::Write;
@@ -462,7 +464,7 @@ impl DeviceStore {
 
 /// Reads a sealed `meta` value on `conn` (the store's connection or an
 /// open transaction).
-fn meta_in(
+pub(super) fn meta_in(
     conn: &Connection,
     sealer: &Sealer,
     name: &str,
@@ -481,7 +483,7 @@ fn meta_in(
 
 /// Sets a sealed `meta` value on `conn` (the store's connection or an open
 /// transaction).
-fn put_meta_in(
+pub(super) fn put_meta_in(
     conn: &Connection,
     sealer: &Sealer,
     name: &str,

@@ -38,8 +38,10 @@ pub struct PulledPage {
     pub stated_rosters: std::collections::BTreeMap<(DeviceId, u64), u64>,
     /// The cursor after this page.
     pub cursor: u64,
-    /// Envelopes refused, with the reason.
-    pub quarantined: Vec<(Vec<u8>, String)>,
+    /// Envelopes refused, in page order: the bytes, the record, and
+    /// whether a roster device's signature vouches for them (junk a relay
+    /// makes for free is reduced and removed first).
+    pub quarantined: Vec<(Vec<u8>, String, bool)>,
     /// Integrity alarms this page raised (recorded with it, so no later
     /// error can lose them).
     pub alarms: Vec<NewAlarm>,
@@ -73,8 +75,8 @@ impl DeviceStore {
             super::sync_state::set_peer_head_in(&tx, &self.sealer, head)?;
         }
         super::witness::record_in(&tx, &self.sealer, &page.chained, &page.stated_rosters)?;
-        for (envelope, reason) in &page.quarantined {
-            super::sync_state::quarantine_in(&tx, &self.sealer, envelope, reason)?;
+        for (envelope, reason, signed) in &page.quarantined {
+            super::quarantine::quarantine_in(&tx, &self.sealer, envelope, reason, *signed)?;
         }
         let me = self.keys.device_id();
         for alarm in &page.alarms {

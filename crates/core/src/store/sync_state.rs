@@ -39,20 +39,6 @@ impl From<PeerHead> for crate::framing::PageHead {
     }
 }
 
-/// An envelope refused by a client-side check, kept for inspection.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QuarantinedEnvelope {
-    /// Position in the quarantine.
-    pub id: i64,
-    /// The refusal's stable code (`bad_signature`, `gap`, …; see
-    /// `crate::sync::Rejection::code`).
-    pub code: String,
-    /// Why it was refused, in words.
-    pub reason: String,
-    /// The envelope bytes as received.
-    pub envelope: Vec<u8>,
-}
-
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(format!("{what} record unreadable"))
 }
@@ -254,82 +240,6 @@ impl DeviceStore {
     pub fn set_cursor(&mut self, cursor: u64) -> Result<(), StoreError> {
         self.put_meta("cursor", &cursor.to_be_bytes())
     }
-
-    /// Keeps a refused envelope with its record (`code: message`).
-    pub fn quarantine(&mut self, envelope: &[u8], reason: &str) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
-        quarantine_in(&tx, &self.sealer, envelope, reason)?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Number of quarantined envelopes.
-    pub fn quarantine_len(&self) -> Result<u64, StoreError> {
-        let n: i64 = self
-            .conn
-            .query_row("SELECT COUNT(*) FROM quarantine", [], |r| r.get(0))?;
-        Ok(n as u64)
-    }
-
-    /// Every quarantined envelope.
-    pub fn quarantined(&self) -> Result<Vec<QuarantinedEnvelope>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, entry_sealed FROM quarantine ORDER BY id")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, sealed) = row?;
-            let plain = self.sealer.open("quarantine", &id.to_be_bytes(), &sealed)?;
-            let (len, rest) = plain
-                .split_at_checked(4)
-                .ok_or_else(|| corrupt("quarantine"))?;
-            let len =
-                u32::from_be_bytes(len.try_into().map_err(|_| corrupt("quarantine"))?) as usize;
-            let (reason, envelope) = rest
-                .split_at_checked(len)
-                .ok_or_else(|| corrupt("quarantine"))?;
-            let record = String::from_utf8_lossy(reason);
-            let (code, reason) = record.split_once(": ").unwrap_or(("unknown", &record));
-            out.push(QuarantinedEnvelope {
-                id,
-                code: code.to_owned(),
-                reason: reason.to_owned(),
-                envelope: envelope.to_vec(),
-            });
-        }
-        Ok(out)
-    }
-}
-
-/// Most quarantined envelopes kept as evidence.
-const MAX_QUARANTINE: i64 = 10_000;
-
-pub(super) fn quarantine_in(
-    tx: &rusqlite::Transaction<'_>,
-    sealer: &super::Sealer,
-    envelope: &[u8],
-    reason: &str,
-) -> Result<(), StoreError> {
-    let (next, count): (i64, i64) = tx.query_row(
-        "SELECT COALESCE(MAX(id), 0) + 1, COUNT(*) FROM quarantine",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    // Evidence is kept up to a bound (its alarm is kept regardless): junk
-    // served without end must not fill the device.
-    if count >= MAX_QUARANTINE {
-        return Ok(());
-    }
-    let mut plain = (reason.len() as u32).to_be_bytes().to_vec();
-    plain.extend_from_slice(reason.as_bytes());
-    plain.extend_from_slice(envelope);
-    let sealed = sealer.seal("quarantine", &next.to_be_bytes(), &plain);
-    tx.execute(
-        "INSERT INTO quarantine (id, entry_sealed) VALUES (?1, ?2)",
-        params![next, sealed],
-    )?;
-    Ok(())
 }
 
 /// Upserts a device's head on `conn` (the store's connection or an open

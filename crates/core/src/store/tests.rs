@@ -242,8 +242,10 @@ fn changes_from_other_devices_apply_and_sync_state_round_trips() {
     assert_eq!(store.peer_head(head.device).unwrap(), Some(head));
     store.set_cursor(42).unwrap();
     assert_eq!(store.cursor().unwrap(), 42);
-    store.quarantine(b"bytes", "bad signature").unwrap();
-    assert_eq!(store.quarantined().unwrap()[0].reason, "bad signature");
+    store
+        .quarantine(b"bytes", "bad_signature: forged", true)
+        .unwrap();
+    assert_eq!(store.quarantined_page(0, 1).unwrap()[0].reason, "forged");
     let key = EpochKey::generate(3);
     store.put_epoch_key(&key).unwrap();
     assert_eq!(

@@ -231,6 +231,8 @@ pub(super) fn pull<T: Transport>(
     let mut doubts = read_doubts(store)?;
     let mut pages = 0;
     let mut junk_kept = 0;
+    // Pages in a row whose every envelope no roster device signed.
+    let mut junk_pages = 0;
     let (mut page_bytes, mut retries) = (PAGE_TARGET_BYTES, 0);
     let result = loop {
         pages += 1;
@@ -256,6 +258,7 @@ pub(super) fn pull<T: Transport>(
         retries = 0;
         check_page_order(&page, cursor, PAGE_LIMIT, page_bytes)?;
         check_heads(&page, &heads)?;
+        let mut page_junk = 0;
         let mut pulled = PulledPage {
             at: env.now(),
             ..PulledPage::default()
@@ -336,6 +339,7 @@ pub(super) fn pull<T: Transport>(
                             pulled.quarantined.push((
                                 entry.bytes.clone(),
                                 format!("{}: {alarm}", alarm.alarm_code().unwrap_or("alarm")),
+                                true,
                             ));
                             pulled.alarms.extend(alarms::of_error(&alarm));
                             first_alarm.get_or_insert(alarm);
@@ -365,9 +369,11 @@ pub(super) fn pull<T: Transport>(
                             &pulled.chained,
                         )?;
                         if let Some(first) = forks.first() {
-                            pulled
-                                .quarantined
-                                .push((entry.bytes.clone(), format!("fork_witnessed: {first}")));
+                            pulled.quarantined.push((
+                                entry.bytes.clone(),
+                                format!("fork_witnessed: {first}"),
+                                true,
+                            ));
                         }
                         for fork in forks {
                             pulled.alarms.extend(alarms::of_error(&fork));
@@ -433,7 +439,7 @@ pub(super) fn pull<T: Transport>(
                         // evidence, with its alarm.
                         pulled
                             .quarantined
-                            .push((entry.bytes.clone(), rejection.record()));
+                            .push((entry.bytes.clone(), rejection.record(), true));
                         pulled.alarms.push(alarms::of_rejection(&rejection));
                         report.quarantined.push(rejection);
                     }
@@ -507,11 +513,16 @@ pub(super) fn pull<T: Transport>(
                             | Rejection::Signature { .. }
                             | Rejection::Author(crate::error::AuthorError::UnknownDevice(_))
                     );
-                    if !unsigned || junk_kept < JUNK_EVIDENCE_PER_PULL {
-                        junk_kept += usize::from(unsigned);
+                    page_junk += usize::from(unsigned);
+                    if !unsigned {
                         pulled
                             .quarantined
-                            .push((entry.bytes.clone(), rejection.record()));
+                            .push((entry.bytes.clone(), rejection.record(), true));
+                    } else if junk_kept < JUNK_EVIDENCE_PER_PULL {
+                        junk_kept += 1;
+                        pulled
+                            .quarantined
+                            .push((entry.bytes.clone(), rejection.record(), false));
                     }
                     pulled
                         .alarms
@@ -600,7 +611,7 @@ pub(super) fn pull<T: Transport>(
                     if let Some(part) = snapshot_part {
                         pulled.snapshot_parts.retain(|p| (p.id, p.part) != part);
                     }
-                    pulled.quarantined.push((bytes, rejection.record()));
+                    pulled.quarantined.push((bytes, rejection.record(), true));
                     pulled.alarms.push(alarms::of_rejection(rejection));
                     report.quarantined.push(rejection.clone());
                 }
@@ -621,6 +632,19 @@ pub(super) fn pull<T: Transport>(
         shred_applied |= !pulled.tombstones.is_empty();
         store.commit_pull(pulled)?;
         cursor = position;
+        junk_pages = if !page.entries.is_empty() && page_junk == page.entries.len() {
+            junk_pages + 1
+        } else {
+            0
+        };
+        if junk_pages >= JUNK_PAGES {
+            // Nothing but junk, page after page: a relay wasting this
+            // device's time, battery and data. The cursor has moved past
+            // it; the next sync goes on from there.
+            break Err(SyncError::RelayMalformed(format!(
+                "{junk_pages} pages in a row held nothing a device of the team signed"
+            )));
+        }
         match stopped {
             Some(Stop::MissingKey(epoch)) => break Err(SyncError::MissingEpochKey(epoch)),
             Some(Stop::RosterAhead { at }) => {
@@ -848,7 +872,7 @@ fn roster_withheld(
     record
         .pulled
         .quarantined
-        .push((bytes.to_vec(), format!("roster_withheld: {alarm}")));
+        .push((bytes.to_vec(), format!("roster_withheld: {alarm}"), true));
     record.pulled.alarms.extend(alarms::of_error(&alarm));
     record.doubts.retain(|(a, _, _)| *a != author);
     record.doubts.push((author, claimed, epoch));
@@ -926,6 +950,8 @@ pub(super) fn open_doubt(
 
 /// Unsigned junk kept as evidence per pull (its alarm is raised whatever).
 const JUNK_EVIDENCE_PER_PULL: usize = 100;
+/// Pages in a row of nothing but unsigned junk after which a pull stops.
+const JUNK_PAGES: usize = 8;
 
 /// Most pages one pull takes (more is the relay's doing).
 const MAX_PAGES: usize = 10_000;

@@ -186,7 +186,7 @@ pub fn status(app: &App) -> anyhow::Result<()> {
     let keys_held = store.epoch_keys()?.epochs().count();
     let unsynced_changes = store.outbox_len()?;
     let unsent_envelopes = store.unreceipted()?.len();
-    let quarantined = store.quarantine_len()?;
+    let (quarantined, summarised) = store.quarantine_len()?;
     let open_alarms = store.open_alarms()?.len();
     let cases = store.cases()?.len();
     let submitted = store.submissions()?.len();
@@ -214,6 +214,7 @@ pub fn status(app: &App) -> anyhow::Result<()> {
                 "unsent_envelopes": unsent_envelopes,
                 "last_sync": last_sync,
                 "quarantined": quarantined,
+                "quarantine_summarised": summarised,
                 "open_alarms": open_alarms,
                 "cases": cases,
                 "submitted": submitted,
@@ -252,8 +253,11 @@ pub fn status(app: &App) -> anyhow::Result<()> {
         last_sync.as_deref().unwrap_or("never")
     );
     println!("Cases:             {cases} readable, {submitted} submitted");
-    if quarantined > 0 {
-        println!("QUARANTINED:       {quarantined} envelope(s) refused by checks; tell the office");
+    if quarantined + summarised > 0 {
+        println!(
+            "QUARANTINED:       {} envelope(s) refused by checks ({summarised} of them summarised to keep the device's disk free); tell the office",
+            quarantined + summarised
+        );
     } else {
         println!("Quarantined:       0");
     }
