@@ -71,6 +71,8 @@ async fn serve(
 fn bench_limits() -> Limits {
     Limits {
         requests_per_minute: 1_000_000,
+        // Every simulated device connects from 127.0.0.1.
+        max_requests_per_peer: 1_000_000,
         ..Limits::default()
     }
 }

@@ -32,6 +32,11 @@ pub struct Limits {
     pub max_open_invites: u64,
     /// Longest an invite may stay valid, seconds.
     pub max_invite_ttl_secs: u64,
+    /// Most request-body bytes the relay holds at once, over all
+    /// connections (503 past it).
+    pub max_in_flight_bytes: u64,
+    /// Most requests in flight from one peer address (429 past it).
+    pub max_requests_per_peer: u32,
 }
 
 impl Default for Limits {
@@ -49,6 +54,8 @@ impl Default for Limits {
             header_timeout_secs: 10,
             max_open_invites: 100,
             max_invite_ttl_secs: 30 * 24 * 3600,
+            max_in_flight_bytes: 96 * 1024 * 1024,
+            max_requests_per_peer: 128,
         }
     }
 }

@@ -48,7 +48,7 @@ pub async fn serve(
         waiter.graceful_shutdown(Some(Duration::from_secs(10)));
     });
     let header_timeout = Duration::from_secs(state.limits().header_timeout_secs);
-    let app = router(state).into_make_service();
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     match transport {
         Transport::Tls(config) => {
             let mut server = axum_server::from_tcp_rustls(listener, config)?.handle(handle);

@@ -5,6 +5,7 @@
 
 mod bombs;
 mod junk;
+mod outsiders;
 #[path = "../support/mod.rs"]
 mod support;
 

@@ -3,6 +3,7 @@
 //! Handlers never log request bodies; they log the team, device, route and
 //! outcome only.
 
+mod admission;
 mod enrolment;
 mod error;
 pub mod framing;
@@ -55,12 +56,15 @@ pub struct AppState {
     clock: Clock,
     rosters: Mutex<HashMap<TeamId, Roster>>,
     rate: rate::RateLimiter,
+    admission: admission::Admission,
 }
 
 impl AppState {
     /// Builds the state.
     pub fn new(store: Arc<dyn RelayStore>, key: SigningKey, limits: Limits, clock: Clock) -> Self {
         let rate = rate::RateLimiter::new(limits.requests_per_minute);
+        let admission =
+            admission::Admission::new(limits.max_in_flight_bytes, limits.max_requests_per_peer);
         Self {
             store,
             key,
@@ -68,6 +72,7 @@ impl AppState {
             clock,
             rosters: Mutex::new(HashMap::new()),
             rate,
+            admission,
         }
     }
 
@@ -103,16 +108,15 @@ impl AppState {
         Ok(roster)
     }
 
-    /// Checks the request signature and freshness; returns the team's
-    /// roster and the signing device.
-    pub(super) fn authenticate(
+    /// What the headers alone can show, checked before a body is read:
+    /// a well-formed Authorization header, a fresh time, and an active
+    /// device of the team. Returns the parsed header, the roster and the
+    /// device's key.
+    pub(super) fn authenticate_headers(
         &self,
         team: TeamId,
-        method: &Method,
-        uri: &OriginalUri,
         headers: &HeaderMap,
-        body: &[u8],
-    ) -> Result<(Roster, DeviceId), ApiError> {
+    ) -> Result<(RequestAuth, Roster, ed25519_dalek::VerifyingKey), ApiError> {
         let now = self.now();
         let value = headers
             .get(header::AUTHORIZATION)
@@ -148,6 +152,21 @@ impl AppState {
                 ));
             }
         };
+        Ok((auth, roster, key))
+    }
+
+    /// Checks the request signature and freshness; returns the team's
+    /// roster and the signing device.
+    pub(super) fn authenticate(
+        &self,
+        team: TeamId,
+        method: &Method,
+        uri: &OriginalUri,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(Roster, DeviceId), ApiError> {
+        let now = self.now();
+        let (auth, roster, key) = self.authenticate_headers(team, headers)?;
         let path = uri.0.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         auth.verify(&key, method.as_str(), path, body)?;
         if !self.rate.allow(auth.device, now) {
@@ -202,6 +221,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admission::admit,
+        ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(state.limits.request_timeout_secs),
