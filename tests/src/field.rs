@@ -63,6 +63,24 @@ impl Relay {
         relay
     }
 
+    /// A team token from `amana-relay team-token`, written to a file in
+    /// `root` (the way an operator hands it over).
+    pub fn team_token(&self, root: &Path) -> PathBuf {
+        let out = Command::new(binary("amana-relay"))
+            .args(["team-token", "--db"])
+            .arg(self.dir.join("relay.sqlite"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "amana-relay team-token failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = root.join("team-token");
+        std::fs::write(&path, &out.stdout).unwrap();
+        path
+    }
+
     /// The URL devices use.
     pub fn url(&self) -> String {
         format!("https://127.0.0.1:{}", self.port)
@@ -251,13 +269,24 @@ impl Device {
 
 /// Creates a team on `relay` from a new office device.
 pub fn office(root: &Path, relay: &Relay) -> Device {
-    office_at(root, &relay.url(), &relay.pin)
+    office_at(root, &relay.url(), relay)
 }
 
-/// Creates a team on the relay at `url` (perhaps through a proxy).
-pub fn office_at(root: &Path, url: &str, pin: &str) -> Device {
+/// Creates a team on `relay`, reached at `url` (perhaps through a proxy),
+/// with a team token its operator issued.
+pub fn office_at(root: &Path, url: &str, relay: &Relay) -> Device {
     let office = Device::init(root, "office");
-    office.ok(&["team", "create", "--relay", url, "--relay-pin", pin]);
+    let token = relay.team_token(root);
+    office.ok(&[
+        "team",
+        "create",
+        "--relay",
+        url,
+        "--relay-pin",
+        &relay.pin,
+        "--token-file",
+        token.to_str().unwrap(),
+    ]);
     office
 }
 

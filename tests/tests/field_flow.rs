@@ -284,7 +284,7 @@ fn a_relay_killed_mid_sync_loses_and_duplicates_nothing() {
     // Devices reach the relay through a proxy that can kill it mid-transfer.
     let proxy = Proxy::start(relay.port);
     let url = format!("https://127.0.0.1:{}", proxy.port);
-    let office = office_at(root, &url, &relay.pin);
+    let office = office_at(root, &url, &relay);
     let a = enrol(root, &office, "field-a", "field");
 
     let mut notes = Vec::new();

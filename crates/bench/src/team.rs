@@ -207,7 +207,14 @@ impl Team {
     /// (in `dir/office`).
     pub fn create(dir: &Path, url: &str, pin: Option<Digest>) -> Result<(Team, DeviceStore)> {
         let mut office = new_store(&dir.join("office"))?;
-        let id = enrol::create_team(&mut office, &mut transport(url, pin)?, url, pin, "Office")?;
+        let id = enrol::create_team(
+            &mut office,
+            &mut transport(url, pin)?,
+            url,
+            pin,
+            "Office",
+            None,
+        )?;
         let team = Team {
             id,
             url: url.to_owned(),

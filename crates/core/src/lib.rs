@@ -35,6 +35,7 @@ pub mod roster;
 pub mod store;
 #[cfg(feature = "client")]
 pub mod sync;
+pub mod team_token;
 pub mod transport;
 mod wire;
 

@@ -218,6 +218,11 @@ pub enum TeamCommand {
         /// A name for this device, seen only by the team.
         #[arg(long, default_value = "Office")]
         label: String,
+        /// A file holding the team token from the relay's operator
+        /// (`amana-relay team-token`); without it the token is asked for at
+        /// the terminal.
+        #[arg(long)]
+        token_file: Option<std::path::PathBuf>,
     },
     /// Issue a one-time invite code for a new device.
     Invite {

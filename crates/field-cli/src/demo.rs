@@ -276,7 +276,13 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
     let mut relay = Relay::start(&root.join("relay"))?;
     println!("  {}  TLS key pin {}", relay.url, &relay.pin.to_hex()[..16]);
 
-    step("2. The office creates the team; two field officers and a volunteer enrol");
+    step(
+        "2. The relay's operator issues a team token; the office creates the team; two field officers and a volunteer enrol",
+    );
+    let token = amana_core::team_token::TeamToken::generate();
+    relay
+        .store
+        .issue_team_token(token.hash(), system_clock()() + 3600)?;
     let mut office = new_device(&root, "office")?;
     let team = enrol::create_team(
         &mut office.store,
@@ -284,6 +290,7 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
         &relay.url,
         Some(relay.pin),
         "Office",
+        Some(&token),
     )?;
     println!("  team {team}");
     let mut field_a = new_device(&root, "field-a")?;

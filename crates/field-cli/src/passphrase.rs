@@ -5,6 +5,7 @@
 use std::io::IsTerminal;
 
 use amana_core::keys::keystore::Passphrase;
+use amana_core::team_token::TeamToken;
 use anyhow::{Context, bail};
 use zeroize::Zeroizing;
 
@@ -45,6 +46,29 @@ fn prompt(question: &str, var: &str) -> anyhow::Result<Zeroizing<String>> {
     Ok(Zeroizing::new(
         rpassword::prompt_password(question).context("cannot read the passphrase")?,
     ))
+}
+
+/// The team token for `amana team create`: from `file`, or typed at the
+/// terminal without echo (it is a credential: never an argument).
+pub fn team_token(file: Option<&std::path::Path>) -> anyhow::Result<TeamToken> {
+    let text = match file {
+        Some(path) => Zeroizing::new(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the team token file {}", path.display()))?,
+        ),
+        None => {
+            if !std::io::stdin().is_terminal() {
+                bail!(
+                    "no team token: run this in a terminal, or pass --token-file with the token from the relay's operator (`amana-relay team-token`)"
+                );
+            }
+            Zeroizing::new(
+                rpassword::prompt_password("Team token from the relay's operator: ")
+                    .context("cannot read the team token")?,
+            )
+        }
+    };
+    Ok(TeamToken::parse(&text)?)
 }
 
 /// The passphrase to unlock this device.

@@ -51,6 +51,15 @@ enum Command {
     Audit(audit_cmd::AuditArgs),
     /// Verify the signature of an audit report and print it.
     VerifyReport(audit_cmd::VerifyArgs),
+    /// Issue a single-use token that lets an office create one team on this relay.
+    TeamToken {
+        /// The relay's SQLite database (the same as `serve --db`).
+        #[arg(long, env = "AMANA_RELAY_DB")]
+        db: PathBuf,
+        /// Hours until the token expires.
+        #[arg(long, default_value_t = 72, value_parser = clap::value_parser!(u64).range(1..=24 * 90))]
+        valid_hours: u64,
+    },
     /// Print the pin of a TLS certificate's key, for `amana team create --relay-pin`.
     Pin {
         /// TLS certificate (PEM); the first certificate is the relay's.
@@ -104,6 +113,7 @@ fn main() -> ExitCode {
     let args = match cli.command {
         Command::Serve(args) => args,
         Command::Pin { tls_cert } => return print_pin(&tls_cert),
+        Command::TeamToken { db, valid_hours } => return issue_team_token(&db, valid_hours),
         Command::Audit(args) => return audit_cmd::audit(args),
         Command::VerifyReport(args) => return audit_cmd::verify(args),
     };
@@ -123,6 +133,39 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(setup)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("amana-relay: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Prints a new team-creation token (stdout) and what to do with it
+/// (stderr). Exit 0, or 1 if the database cannot be opened or written.
+fn issue_team_token(db: &std::path::Path, valid_hours: u64) -> ExitCode {
+    let issued = (|| -> anyhow::Result<(amana_core::team_token::TeamToken, u64)> {
+        if !db.exists() {
+            anyhow::bail!(
+                "{} does not exist; give the database `amana-relay serve --db` uses",
+                db.display()
+            );
+        }
+        let store = amana_sync_server::store::SqliteStore::open(db)
+            .with_context(|| format!("cannot open {}", db.display()))?;
+        let token = amana_core::team_token::TeamToken::generate();
+        let expires = amana_sync_server::api::system_clock()() + valid_hours * 3600;
+        amana_sync_server::store::RelayStore::issue_team_token(&store, token.hash(), expires)
+            .context("cannot record the token")?;
+        Ok((token, expires))
+    })();
+    match issued {
+        Ok((token, expires)) => {
+            println!("{}", token.to_text().as_str());
+            eprintln!(
+                "Give this token to the office over a safe channel; it creates one team and expires in {valid_hours} hours (unix time {expires}). The office runs `amana team create` and types it when asked."
+            );
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("amana-relay: {e:#}");
             ExitCode::from(1)

@@ -49,7 +49,15 @@ impl MemoryRelay {
     /// A fresh relay with `key` as its receipt key, default limits and
     /// `clock` as its time.
     pub fn new(key: ed25519_dalek::SigningKey, clock: Clock) -> Self {
-        Self::with_limits(key, clock, Limits::default())
+        // Tests create teams freely: the open mode, asked for explicitly.
+        Self::with_limits(
+            key,
+            clock,
+            Limits {
+                open_team_creation: true,
+                ..Limits::default()
+            },
+        )
     }
 
     /// A fresh relay with the given limits.

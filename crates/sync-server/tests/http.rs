@@ -22,6 +22,7 @@ use ed25519_dalek::VerifyingKey;
 use serde_json::Value;
 
 struct Relay {
+    store: Arc<SqliteStore>,
     base: String,
     client: reqwest::Client,
     relay_key: VerifyingKey,
@@ -67,10 +68,10 @@ async fn start(limits: Limits) -> Relay {
     )
     .await
     .unwrap();
-    let store = SqliteStore::open(&dir.path().join("relay.sqlite")).unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("relay.sqlite")).unwrap());
     let key = amana_sync_server::relay_key::load_or_create(&dir.path().join("relay.key")).unwrap();
     let relay_key = key.verifying_key();
-    let state = Arc::new(AppState::new(Arc::new(store), key, limits, system_clock()));
+    let state = Arc::new(AppState::new(store.clone(), key, limits, system_clock()));
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -82,6 +83,7 @@ async fn start(limits: Limits) -> Relay {
         .build()
         .unwrap();
     Relay {
+        store,
         base: format!("https://localhost:{port}"),
         client,
         relay_key,
@@ -92,6 +94,36 @@ async fn start(limits: Limits) -> Relay {
 }
 
 impl Relay {
+    /// `POST /v1/teams` with `token` (`AmanaTeam …`), or none.
+    async fn create_with(&self, genesis: Vec<u8>, token: Option<String>) -> (u16, Vec<u8>) {
+        let mut req = self
+            .client
+            .post(format!("{}/v1/teams", self.base))
+            .header("content-type", framing::ROSTER_OP);
+        if let Some(token) = token {
+            req = req.header("authorization", format!("AmanaTeam {token}"));
+        }
+        let resp = req.body(genesis).send().await.unwrap();
+        (resp.status().as_u16(), resp.bytes().await.unwrap().to_vec())
+    }
+
+    /// A token issued as `amana-relay team-token` would, valid an hour.
+    fn issue_token(&self) -> String {
+        use amana_sync_server::store::RelayStore;
+        let token = amana_core::team_token::TeamToken::generate();
+        let now = system_clock()();
+        self.store
+            .issue_team_token(token.hash(), now + 3600)
+            .unwrap();
+        token.to_text().to_string()
+    }
+
+    /// Creates a team with a fresh token.
+    async fn create(&self, genesis: Vec<u8>) -> (u16, Vec<u8>) {
+        let token = self.issue_token();
+        self.create_with(genesis, Some(token)).await
+    }
+
     async fn stop(mut self) -> tempfile::TempDir {
         let _ = self.stop.take().unwrap().send(());
         self.task.take().unwrap().await.unwrap().unwrap();
@@ -229,9 +261,7 @@ impl Team {
 async fn setup(relay: &Relay) -> Team {
     let mut t = team();
     let genesis = t.roster.ops()[0].as_bytes().to_vec();
-    let (status, body) = relay
-        .send("POST", "/v1/teams", None, framing::ROSTER_OP, genesis, 0)
-        .await;
+    let (status, body) = relay.create(genesis).await;
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
     let op = t.add_field_op();
     let (status, body) = relay
@@ -603,21 +633,10 @@ async fn bad_input_gets_a_specific_4xx_and_stores_nothing() {
         404
     );
     // Garbage genesis, and a second creation of the same team.
-    let (status, body) = relay
-        .send(
-            "POST",
-            "/v1/teams",
-            None,
-            framing::ROSTER_OP,
-            b"garbage".to_vec(),
-            0,
-        )
-        .await;
+    let (status, body) = relay.create(b"garbage".to_vec()).await;
     assert_eq!((status, code(&body)), (400, "invalid_roster_op".into()));
     let genesis = t.roster.ops()[0].as_bytes().to_vec();
-    let (status, body) = relay
-        .send("POST", "/v1/teams", None, framing::ROSTER_OP, genesis, 0)
-        .await;
+    let (status, body) = relay.create(genesis).await;
     assert_eq!((status, code(&body)), (409, "team_exists".into()));
     // Random bytes on the socket, and a half-open connection.
     for junk in [
@@ -794,4 +813,53 @@ async fn slow_clients_are_cut_off() {
         200
     );
     relay.stop().await;
+}
+
+/// Team creation needs a token the operator issued: none, a malformed one,
+/// an unknown one, a used one and an expired one are refused, and nothing
+/// is created. (Before: anyone could create teams until `max_teams`.)
+#[tokio::test]
+async fn creating_a_team_needs_a_single_use_token() {
+    let relay = start(Limits::default()).await;
+    let genesis = |t: &Team| t.roster.ops()[0].as_bytes().to_vec();
+    let t = team();
+    let (status, body) = relay.create_with(genesis(&t), None).await;
+    assert_eq!((status, code(&body)), (401, "team_token_required".into()));
+    for bad in [
+        "amana-team-nothex".to_owned(),
+        amana_core::team_token::TeamToken::generate()
+            .to_text()
+            .to_string(),
+    ] {
+        let (status, body) = relay.create_with(genesis(&t), Some(bad)).await;
+        assert_eq!((status, code(&body)), (403, "team_token_invalid".into()));
+    }
+    let token = relay.issue_token();
+    let (status, _) = relay.create_with(genesis(&t), Some(token.clone())).await;
+    assert_eq!(status, 201);
+    let (status, body) = relay.create_with(genesis(&team()), Some(token)).await;
+    assert_eq!(
+        (status, code(&body)),
+        (403, "team_token_invalid".into()),
+        "single use"
+    );
+    use amana_sync_server::store::RelayStore;
+    let expired = amana_core::team_token::TeamToken::generate();
+    relay.store.issue_team_token(expired.hash(), 1).unwrap();
+    let (status, body) = relay
+        .create_with(genesis(&team()), Some(expired.to_text().to_string()))
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (403, "team_token_invalid".into()),
+        "expired"
+    );
+    let dir = relay.stop().await;
+    let store = SqliteStore::open(&dir.path().join("relay.sqlite")).unwrap();
+    assert!(store.roster(t.roster.team()).is_ok());
+    let teams: i64 = rusqlite::Connection::open(dir.path().join("relay.sqlite"))
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM teams", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(teams, 1, "only the team with a valid token");
 }

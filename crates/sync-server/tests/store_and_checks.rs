@@ -88,7 +88,7 @@ fn store_with(t: &Team) -> SqliteStore {
     let store = SqliteStore::in_memory().unwrap();
     let ops = t.roster.ops();
     store
-        .create_team(t.roster.team(), ops[0].as_bytes(), 0, 10)
+        .create_team(t.roster.team(), ops[0].as_bytes(), 0, 10, None)
         .unwrap();
     for op in &ops[1..] {
         store
@@ -104,12 +104,18 @@ fn teams_and_rosters() {
     let store = store_with(&t);
     let team_id = t.roster.team();
     assert!(matches!(
-        store.create_team(team_id, t.roster.ops()[0].as_bytes(), 0, 10),
+        store.create_team(team_id, t.roster.ops()[0].as_bytes(), 0, 10, None),
         Err(StoreError::TeamExists(_))
     ));
     let other = team();
     assert!(matches!(
-        store.create_team(other.roster.team(), other.roster.ops()[0].as_bytes(), 0, 1),
+        store.create_team(
+            other.roster.team(),
+            other.roster.ops()[0].as_bytes(),
+            0,
+            1,
+            None
+        ),
         Err(StoreError::TooManyTeams { max: 1 })
     ));
     let stored = store.roster(team_id).unwrap();
@@ -277,7 +283,7 @@ fn concurrent_writers_each_get_their_own_durable_outcome() {
     {
         let store = std::sync::Arc::new(SqliteStore::open(&path).unwrap());
         store
-            .create_team(team_id, t.roster.ops()[0].as_bytes(), 0, 10)
+            .create_team(team_id, t.roster.ops()[0].as_bytes(), 0, 10, None)
             .unwrap();
         let threads: Vec<_> = (0..WRITERS)
             .map(|w| {

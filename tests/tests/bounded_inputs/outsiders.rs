@@ -161,4 +161,3 @@ fn a_declared_body_over_the_limit_is_refused_at_once() {
         assert!(answer.contains("body_too_large"), "{answer}");
     }
 }
-

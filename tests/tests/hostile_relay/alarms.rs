@@ -222,6 +222,7 @@ fn tampering_that_arrives_intact_is_an_alarm_and_only_transport_failures_are_ret
         "http://127.0.0.1:1",
         None,
         "Other",
+        None,
     )
     .unwrap();
     other

@@ -368,6 +368,7 @@ fn another_teams_envelopes_are_refused() {
         "http://127.0.0.1:1",
         None,
         "Other",
+        None,
     )
     .unwrap();
     other

@@ -65,6 +65,7 @@ impl World {
             "http://127.0.0.1:1",
             None,
             "Office",
+            None,
         )
         .unwrap();
         (

@@ -14,6 +14,7 @@ use crate::keys::DeviceKeys;
 use crate::keys::announce::Announcement;
 use crate::request_auth;
 use crate::roster::Role;
+use crate::team_token::TeamToken;
 use crate::transport::{Method, Request, Response, Transport};
 
 /// Largest clock correction a relay's `clock_skew` answer may cause: a
@@ -240,13 +241,17 @@ impl<T: Transport> RelayClient<T> {
     }
 
     /// `POST /v1/teams` with the genesis operation; returns the relay key.
-    pub fn create_team(&mut self, genesis: &[u8]) -> Result<VerifyingKey, SyncError> {
+    pub fn create_team(
+        &mut self,
+        genesis: &[u8],
+        token: Option<&TeamToken>,
+    ) -> Result<VerifyingKey, SyncError> {
         let response = self.raw(&Request {
             method: Method::Post,
             path: "/v1/teams".into(),
             content_type: Some(framing::ROSTER_OP),
             body: genesis.to_vec(),
-            authorization: None,
+            authorization: token.map(|t| format!("AmanaTeam {}", t.to_text().as_str())),
         })?;
         key_field(&json_ok(&response)?, "relay_key")
     }

@@ -30,6 +30,7 @@ use crate::keys::delivery::KeyEnvelope;
 use crate::keys::{EpochKey, EpochKeyring};
 use crate::roster::{DeviceEntry, Role, Roster, RosterChange};
 use crate::store::{DeviceStore, Membership, StoreError};
+use crate::team_token::TeamToken;
 use crate::transport::Transport;
 
 const MAX_URL_LEN: usize = 200;
@@ -66,13 +67,15 @@ pub struct PendingApproval {
 
 /// Creates a team on the relay with this device as its first admin, and
 /// records the membership. Nothing is stored locally unless the relay
-/// accepted the team.
+/// accepted the team. `token` is the team token the relay's operator
+/// issued (`None` only for a relay configured open, as in tests).
 pub fn create_team<T: Transport>(
     store: &mut DeviceStore,
     transport: T,
     relay_url: &str,
     tls_pin: Option<Digest>,
     label: &str,
+    token: Option<&TeamToken>,
 ) -> Result<TeamId, SyncError> {
     if store.membership()?.is_some() {
         return Err(SyncError::AlreadyMember);
@@ -90,7 +93,7 @@ pub fn create_team<T: Transport>(
         epoch.recipient(),
     )?;
     let mut client = RelayClient::new(transport, team);
-    let relay_key = client.create_team(roster.ops()[0].as_bytes())?;
+    let relay_key = client.create_team(roster.ops()[0].as_bytes(), token)?;
     store.put_epoch_key(&epoch)?;
     store.set_membership(&Membership {
         team,

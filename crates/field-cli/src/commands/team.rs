@@ -18,7 +18,14 @@ pub fn run(app: &App, command: TeamCommand) -> anyhow::Result<()> {
             relay,
             relay_pin,
             label,
-        } => create(app, &relay, relay_pin.as_deref(), &label),
+            token_file,
+        } => create(
+            app,
+            &relay,
+            relay_pin.as_deref(),
+            &label,
+            token_file.as_deref(),
+        ),
         TeamCommand::Invite {
             role,
             label,
@@ -38,16 +45,23 @@ pub fn run(app: &App, command: TeamCommand) -> anyhow::Result<()> {
     }
 }
 
-fn create(app: &App, relay: &str, pin: Option<&str>, label: &str) -> anyhow::Result<()> {
+fn create(
+    app: &App,
+    relay: &str,
+    pin: Option<&str>,
+    label: &str,
+    token_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     let pin = match pin {
         Some(text) => Some(parse_pin(text).ok_or_else(|| {
             Invalid("--relay-pin must be the 64 hex digits printed by `amana-relay pin`".into())
         })?),
         None => None,
     };
+    let token = crate::passphrase::team_token(token_file)?;
     let mut store = app.unlock()?;
     let transport = HttpTransport::new(relay, pin)?;
-    let team = enrol::create_team(&mut store, transport, relay, pin, label)?;
+    let team = enrol::create_team(&mut store, transport, relay, pin, label, Some(&token))?;
     if app.json {
         println!("{}", json!({"team": team.to_hex()}));
     } else {

@@ -96,6 +96,7 @@ impl From<StoreError> for ApiError {
             StoreError::UnknownTeam(_) => (S::NOT_FOUND, "unknown_team"),
             StoreError::TeamExists(_) => (S::CONFLICT, "team_exists"),
             StoreError::TooManyTeams { .. } => (S::FORBIDDEN, "relay_full"),
+            StoreError::TeamTokenInvalid => (S::FORBIDDEN, "team_token_invalid"),
             StoreError::TeamFull { .. } => (S::FORBIDDEN, "team_quota_exceeded"),
             StoreError::RosterConflict { .. } => (S::CONFLICT, "roster_conflict"),
             StoreError::Gap { .. } => (S::CONFLICT, "seq_gap"),

@@ -20,6 +20,7 @@ use amana_core::envelope::EnvelopeLimits;
 use amana_core::receipt::Receipt;
 use amana_core::request_auth::RequestAuth;
 use amana_core::roster::{Role, Roster, RosterChange};
+use amana_core::team_token::TeamToken;
 use amana_core::{DeviceId, Digest, TeamId};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, OriginalUri, Path, Query, State};
@@ -34,6 +35,9 @@ use serde_json::json;
 use crate::config::Limits;
 use crate::ingest;
 use crate::store::{Appended, NewEnvelope, RelayStore, RevocationBound, RosterEffect};
+
+/// The `Authorization` scheme of team creation: `AmanaTeam <token>`.
+pub const TEAM_TOKEN_SCHEME: &str = "AmanaTeam ";
 
 /// A source of the current time in unix seconds.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -301,11 +305,38 @@ async fn create_team(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     require_type(&headers, framing::ROSTER_OP)?;
+    let token = match headers.get(header::AUTHORIZATION).map(|v| {
+        v.to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix(TEAM_TOKEN_SCHEME))
+            .map(TeamToken::parse)
+    }) {
+        Some(Some(Ok(token))) => Some(token.hash()),
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "team_token_invalid",
+                amana_core::team_token::BadTeamToken.to_string(),
+            ));
+        }
+        None if state.limits.open_team_creation => None,
+        None => {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "team_token_required",
+                "creating a team on this relay needs a team token from its operator (`amana-relay team-token`); pass it to `amana team create`",
+            ));
+        }
+    };
     blocking(move || {
         let roster = Roster::verify(&[&body[..]])?;
-        state
-            .store
-            .create_team(roster.team(), &body, state.now(), state.limits.max_teams)?;
+        state.store.create_team(
+            roster.team(),
+            &body,
+            state.now(),
+            state.limits.max_teams,
+            token,
+        )?;
         tracing::info!(team = %roster.team(), "team created");
         Ok((
             StatusCode::CREATED,

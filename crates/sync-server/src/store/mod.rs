@@ -149,6 +149,11 @@ pub enum StoreError {
     /// The team already exists.
     #[error("team {0} already exists")]
     TeamExists(TeamId),
+    /// The team-creation token is unknown, used or expired.
+    #[error(
+        "the team token is unknown, already used or expired; ask the relay's operator for a new one"
+    )]
+    TeamTokenInvalid,
     /// The relay holds its maximum number of teams.
     #[error("this relay holds its maximum of {max} teams")]
     TooManyTeams {
@@ -245,14 +250,20 @@ pub enum StoreError {
 
 /// Relay storage. Every method is atomic.
 pub trait RelayStore: Send + Sync + 'static {
-    /// Creates a team from its genesis operation (already verified).
+    /// Creates a team from its genesis operation (already verified),
+    /// consuming the team-creation token whose hash is `token` (`None`:
+    /// the relay is configured open, for tests).
     fn create_team(
         &self,
         team: TeamId,
         genesis: &[u8],
         now: u64,
         max_teams: u64,
+        token: Option<Digest>,
     ) -> Result<(), StoreError>;
+
+    /// Records a team-creation token (its hash), valid until `expires_at`.
+    fn issue_team_token(&self, hash: Digest, expires_at: u64) -> Result<(), StoreError>;
 
     /// The team's roster operations, in order.
     fn roster(&self, team: TeamId) -> Result<Vec<Vec<u8>>, StoreError>;

@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0003_lifecycle.sql"),
     include_str!("../../migrations/sqlite/0004_nonce_expiry.sql"),
     include_str!("../../migrations/sqlite/0005_join_binding.sql"),
+    include_str!("../../migrations/sqlite/0006_team_tokens.sql"),
 ];
 
 /// The SQLite implementation of [`RelayStore`].
@@ -149,12 +150,23 @@ pub(super) fn team_exists(conn: &Connection, team: TeamId) -> Result<(), StoreEr
 }
 
 impl RelayStore for SqliteStore {
+    fn issue_team_token(&self, hash: Digest, expires_at: u64) -> Result<(), StoreError> {
+        self.lock()
+            .execute(
+                "INSERT INTO team_tokens (hash, expires_at) VALUES (?1, ?2)",
+                params![hash.as_bytes(), expires_at as i64],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
     fn create_team(
         &self,
         team: TeamId,
         genesis: &[u8],
         now: u64,
         max_teams: u64,
+        token: Option<Digest>,
     ) -> Result<(), StoreError> {
         let mut conn = self.lock();
         let tx = conn
@@ -162,6 +174,19 @@ impl RelayStore for SqliteStore {
             .map_err(backend)?;
         if team_exists(&tx, team).is_ok() {
             return Err(StoreError::TeamExists(team));
+        }
+        if let Some(hash) = token {
+            // Consumed with the team, or not at all.
+            let used = tx
+                .execute(
+                    "UPDATE team_tokens SET used_at = ?2
+                     WHERE hash = ?1 AND used_at IS NULL AND expires_at > ?2",
+                    params![hash.as_bytes(), now as i64],
+                )
+                .map_err(backend)?;
+            if used != 1 {
+                return Err(StoreError::TeamTokenInvalid);
+            }
         }
         let count: i64 = tx
             .query_row("SELECT COUNT(*) FROM teams", [], |r| r.get(0))
