@@ -27,7 +27,12 @@ fn revoke_err(w: &mut World, admin_dev: &mut DeviceStore, which: &str) -> SyncEr
 
 /// Every envelope the relay holds for `team`.
 fn stored(w: &World, team: TeamId) -> Vec<SealedEnvelope> {
-    let (envelopes, _) = w.relay.store().page(team, 0, 10_000).unwrap();
+    let envelopes = w
+        .relay
+        .store()
+        .page(team, 0, 10_000, usize::MAX)
+        .unwrap()
+        .envelopes;
     envelopes
         .into_iter()
         .map(|e| SealedEnvelope::parse(e.bytes, &EnvelopeLimits::default()).unwrap())

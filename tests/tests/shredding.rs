@@ -26,7 +26,12 @@ struct RelayCopy {
 }
 
 fn copy_relay(w: &World, devices: &[DeviceId]) -> RelayCopy {
-    let (envelopes, _) = w.relay.store().page(w.team, 0, 100_000).unwrap();
+    let envelopes = w
+        .relay
+        .store()
+        .page(w.team, 0, 100_000, usize::MAX)
+        .unwrap()
+        .envelopes;
     let mut deliveries = Vec::new();
     for device in devices {
         for bytes in w.relay.store().key_envelopes(w.team, *device).unwrap() {
@@ -168,7 +173,12 @@ fn a_shredded_case_is_unrecoverable_everywhere_and_nothing_else_is_lost() {
     // The relay holds only stubs of epoch-1 envelopes, including b's,
     // which arrived after the compaction: it keeps no body of a retired
     // epoch.
-    let (stored, _) = w.relay.store().page(w.team, 0, 100_000).unwrap();
+    let stored = w
+        .relay
+        .store()
+        .page(w.team, 0, 100_000, usize::MAX)
+        .unwrap()
+        .envelopes;
     let b_id = b.keys().device_id();
     let mut late_stub = false;
     for e in &stored {

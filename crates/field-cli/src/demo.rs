@@ -426,7 +426,7 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
     // With every key each remaining device holds, no envelope at the relay
     // opens to the shredded case.
     let roster = office.store.roster()?.context("no roster")?;
-    let (stored, _) = relay.store.page(team, 0, 100_000)?;
+    let stored = relay.store.page(team, 0, 100_000, usize::MAX)?.envelopes;
     for device in [&office, &field_a] {
         let keys = device.store.epoch_keys()?;
         for entry in &stored {

@@ -15,6 +15,8 @@ pub struct Limits {
     pub max_batch: usize,
     /// Most envelopes in one page of a download.
     pub max_page: usize,
+    /// Most envelope bytes in one page (but always at least one envelope).
+    pub max_page_bytes: usize,
     /// Requests per device per minute.
     pub requests_per_minute: u32,
     /// Most teams on this relay.
@@ -49,6 +51,7 @@ impl Default for Limits {
             max_envelope_bytes: 4 * 1024 * 1024,
             max_batch: 500,
             max_page: 1000,
+            max_page_bytes: 16 * 1024 * 1024,
             requests_per_minute: 600,
             max_teams: 1000,
             max_team_bytes: 20 * 1024 * 1024 * 1024,

@@ -249,6 +249,31 @@ fn paging_walks_every_envelope_once_in_order() {
     }
     assert_eq!(seen, (1..=25).collect::<Vec<u64>>());
     assert_eq!(store.heads(team_id).unwrap().len(), 2);
+
+    // A byte budget stops a page before the envelope that would pass it
+    // (at least one is served), and says more follow. (Before: a page
+    // loaded up to `limit` envelopes, 4 MiB each, before any budget.)
+    let all = store.page(team_id, 0, 100, usize::MAX).unwrap();
+    assert_eq!((all.envelopes.len(), all.more), (25, false));
+    let size = all.envelopes[0].bytes.len();
+    let two = store.page(team_id, 0, 100, 2 * size + size / 2).unwrap();
+    assert_eq!((two.envelopes.len(), two.more), (2, true));
+    let one = store.page(team_id, 0, 100, 1).unwrap();
+    assert_eq!((one.envelopes.len(), one.more), (1, true));
+    let limited = store.page(team_id, 20, 3, usize::MAX).unwrap();
+    assert_eq!(
+        (
+            limited
+                .envelopes
+                .iter()
+                .map(|e| e.cursor)
+                .collect::<Vec<_>>(),
+            limited.more
+        ),
+        (vec![21, 22, 23], true)
+    );
+    let last = store.page(team_id, 24, 3, usize::MAX).unwrap();
+    assert_eq!((last.envelopes.len(), last.more), (1, false));
 }
 
 #[test]
@@ -331,7 +356,8 @@ fn concurrent_writers_each_get_their_own_durable_outcome() {
             std::thread::spawn(move || {
                 let mut pages = 0;
                 while !done.load(std::sync::atomic::Ordering::Relaxed) || pages == 0 {
-                    let (listed, heads) = store.page(team_id, 0, 10_000).unwrap();
+                    let page = store.page(team_id, 0, 10_000, usize::MAX).unwrap();
+                    let (listed, heads) = (page.envelopes, page.heads);
                     for head in heads {
                         let prefix = format!("writer {} seq ", head.device.as_bytes()[0] - 1);
                         let of_device = listed

@@ -554,22 +554,18 @@ async fn get_envelopes(
             .limit
             .unwrap_or(state.limits.max_page)
             .clamp(1, state.limits.max_page);
-        let (mut envelopes, heads) = state.store.page(team, after, limit + 1)?;
-        let mut keep = envelopes.len().min(limit);
-        // A byte budget (devices on links that drop) stops the page early,
-        // after at least one envelope.
-        if let Some(budget) = query.max_bytes {
-            let mut bytes = 0;
-            keep = envelopes[..keep]
-                .iter()
-                .position(|e| {
-                    bytes += e.bytes.len();
-                    bytes > budget
-                })
-                .map_or(keep, |over| over.max(1));
-        }
-        let more = envelopes.len() > keep;
-        envelopes.truncate(keep);
+        // A byte budget (devices on links that drop ask for less) stops the
+        // page early, after at least one envelope; the store reads no body
+        // beyond it.
+        let budget = query
+            .max_bytes
+            .unwrap_or(usize::MAX)
+            .min(state.limits.max_page_bytes);
+        let crate::store::Page {
+            envelopes,
+            heads,
+            more,
+        } = state.store.page(team, after, limit, budget)?;
         let next = envelopes.last().map_or(after, |e| e.cursor);
         Ok(binary(
             framing::PAGE,

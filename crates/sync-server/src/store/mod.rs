@@ -139,6 +139,17 @@ pub struct RevocationBound {
     pub last_id: Digest,
 }
 
+/// One page of a team's log, as read in one snapshot.
+#[derive(Debug)]
+pub struct Page {
+    /// The envelopes, in cursor order.
+    pub envelopes: Vec<StoredEnvelope>,
+    /// Every device's head.
+    pub heads: Vec<Head>,
+    /// Whether envelopes follow the last one listed.
+    pub more: bool,
+}
+
 /// Why the store refused or failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -371,15 +382,18 @@ pub trait RelayStore: Send + Sync + 'static {
         now: u64,
     ) -> Result<bool, StoreError>;
 
-    /// Envelopes after `after` (at most `limit`) and every device's head,
-    /// read consistently: on the last page, the heads cover exactly what
-    /// was listed, so a client can tell withheld envelopes from new ones.
+    /// Envelopes after `after` (at most `limit`, and stopping before the
+    /// one that would take their bytes past `max_bytes`, but at least one)
+    /// and every device's head, read consistently: on the last page, the
+    /// heads cover exactly what was listed, so a client can tell withheld
+    /// envelopes from new ones. No envelope beyond the budget is loaded.
     fn page(
         &self,
         team: TeamId,
         after: u64,
         limit: usize,
-    ) -> Result<(Vec<StoredEnvelope>, Vec<Head>), StoreError>;
+        max_bytes: usize,
+    ) -> Result<Page, StoreError>;
 
     /// Registers an invite by id, unless the team has `max_open` unused,
     /// unexpired invites already.

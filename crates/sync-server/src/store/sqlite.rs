@@ -10,8 +10,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::group::GroupCommit;
 use super::readers::{ReadConn, Readers};
 use super::{
-    Appended, Compaction, Head, JoinRecord, NewEnvelope, RelayStore, RosterEffect, StoreError,
-    StoredEnvelope,
+    Appended, Compaction, Head, JoinRecord, NewEnvelope, Page, RelayStore, RosterEffect,
+    StoreError, StoredEnvelope,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -284,7 +284,7 @@ impl RelayStore for SqliteStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<StoredEnvelope>, StoreError> {
-        envelopes_in(&*self.read()?, team, after, limit)
+        envelopes_in(&*self.read()?, team, after, limit, usize::MAX).map(|(e, _)| e)
     }
 
     fn envelope_at(
@@ -317,14 +317,19 @@ impl RelayStore for SqliteStore {
         team: TeamId,
         after: u64,
         limit: usize,
-    ) -> Result<(Vec<StoredEnvelope>, Vec<Head>), StoreError> {
+        max_bytes: usize,
+    ) -> Result<Page, StoreError> {
         // One read transaction (one snapshot): the heads describe exactly
         // the log the listing was read from.
         let conn = self.read()?;
         let snapshot = conn.unchecked_transaction().map_err(backend)?;
-        let envelopes = envelopes_in(&snapshot, team, after, limit)?;
+        let (envelopes, more) = envelopes_in(&snapshot, team, after, limit, max_bytes)?;
         let heads = heads_in(&snapshot, team)?;
-        Ok((envelopes, heads))
+        Ok(Page {
+            envelopes,
+            heads,
+            more,
+        })
     }
 
     fn create_invite(
@@ -447,35 +452,63 @@ fn heads_in(conn: &Connection, team: TeamId) -> Result<Vec<Head>, StoreError> {
     Ok(heads)
 }
 
+/// At most `limit` envelopes after `after`, stopping before the one that
+/// would take their bytes past `max_bytes` (but at least one), and whether
+/// more follow. Sizes are read first, so no body beyond the budget is ever
+/// loaded.
 fn envelopes_in(
     conn: &Connection,
     team: TeamId,
     after: u64,
     limit: usize,
-) -> Result<Vec<StoredEnvelope>, StoreError> {
+    max_bytes: usize,
+) -> Result<(Vec<StoredEnvelope>, bool), StoreError> {
     team_exists(conn, team)?;
-    let mut stmt = conn
+    let after = after.min(i64::MAX as u64) as i64;
+    let mut sizes = conn
         .prepare_cached(
-            "SELECT cursor, envelope FROM envelopes WHERE team = ?1 AND cursor > ?2
+            "SELECT cursor, length(envelope) FROM envelopes WHERE team = ?1 AND cursor > ?2
              ORDER BY cursor LIMIT ?3",
         )
         .map_err(backend)?;
-    let rows = stmt
+    let listed = sizes
         .query_map(
-            params![
-                team.as_bytes(),
-                after.min(i64::MAX as u64) as i64,
-                limit as i64
-            ],
-            |r| {
-                Ok(StoredEnvelope {
-                    cursor: r.get::<_, i64>(0)? as u64,
-                    bytes: r.get(1)?,
-                })
-            },
+            params![team.as_bytes(), after, limit.saturating_add(1) as i64],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as usize)),
+        )
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    let mut bytes = 0usize;
+    let keep = listed
+        .iter()
+        .take(limit)
+        .position(|(_, len)| {
+            bytes = bytes.saturating_add(*len);
+            bytes > max_bytes
+        })
+        .map_or(listed.len().min(limit), |over| over.max(1));
+    let more = listed.len() > keep;
+    let Some(&(last, _)) = listed[..keep].last() else {
+        return Ok((Vec::new(), more));
+    };
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT cursor, envelope FROM envelopes WHERE team = ?1 AND cursor > ?2
+             AND cursor <= ?3 ORDER BY cursor",
         )
         .map_err(backend)?;
-    rows.collect::<Result<_, _>>().map_err(backend)
+    let envelopes = stmt
+        .query_map(params![team.as_bytes(), after, last], |r| {
+            Ok(StoredEnvelope {
+                cursor: r.get::<_, i64>(0)? as u64,
+                bytes: r.get(1)?,
+            })
+        })
+        .map_err(backend)?
+        .collect::<Result<_, _>>()
+        .map_err(backend)?;
+    Ok((envelopes, more))
 }
 
 /// The team's running totals while a batch is appended.
