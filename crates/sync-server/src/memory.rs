@@ -127,6 +127,9 @@ impl Transport for MemoryRelay {
         if let Some(auth) = &request.authorization {
             builder = builder.header(http::header::AUTHORIZATION, auth);
         }
+        // As an HTTP client sends it: the relay admits bodies by their
+        // declared length.
+        builder = builder.header(http::header::CONTENT_LENGTH, request.body.len());
         let http_request = builder
             .body(Body::from(request.body.clone()))
             .map_err(|e| TransportError::Config(e.to_string()))?;

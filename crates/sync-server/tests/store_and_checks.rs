@@ -6,6 +6,7 @@ use amana_core::keys::{DeviceKeys, EpochKey};
 use amana_core::roster::{DeviceEntry, Role, Roster, RosterChange};
 use amana_core::{AuthorError, CaseId, Digest, EnvelopeError, TeamId};
 use amana_sync_server::ingest::{self, IngestError};
+use amana_sync_server::store::MAX_EVIDENCE_PER_DEVICE;
 use amana_sync_server::store::{
     Appended, RelayStore, RevocationBound, RosterEffect, SqliteStore, StoreError,
 };
@@ -176,6 +177,61 @@ fn append_is_idempotent_and_keeps_equivocation_evidence() {
             .unwrap()
             .bytes,
         e1.envelope().as_bytes()
+    );
+
+    // A device that equivocates without end leaves a few pieces of
+    // evidence, not a row per attempt. (Before: every distinct fork was
+    // stored, outside the team's quota.)
+    for n in 0..20 {
+        let fork = t
+            .check(
+                &t.field,
+                t.envelope(&t.field, 1, Digest::ZERO, &format!("fork {n}"))
+                    .into_bytes(),
+            )
+            .unwrap();
+        assert!(matches!(
+            store.append_envelope(team_id, &fork.as_new(), 4, u64::MAX),
+            Err(StoreError::Equivocation { seq: 1, .. })
+        ));
+    }
+    let kept = store.equivocations(team_id, t.field.device_id()).unwrap();
+    assert_eq!(kept.len() as u64, MAX_EVIDENCE_PER_DEVICE);
+}
+
+/// Evidence counts against the team's quota: on a full team an
+/// equivocation is still refused, but not stored.
+#[test]
+fn equivocation_evidence_counts_against_the_quota() {
+    let t = team();
+    let store = store_with(&t);
+    let team_id = t.roster.team();
+    let first = t
+        .check(
+            &t.field,
+            t.envelope(&t.field, 1, Digest::ZERO, "a").into_bytes(),
+        )
+        .unwrap();
+    store
+        .append_envelope(team_id, &first.as_new(), 1, u64::MAX)
+        .unwrap();
+    let fork = t
+        .check(
+            &t.field,
+            t.envelope(&t.field, 1, Digest::ZERO, "b").into_bytes(),
+        )
+        .unwrap();
+    // A quota the stored bytes already almost fill.
+    let quota = (first.envelope().as_bytes().len() * 2) as u64;
+    assert!(matches!(
+        store.append_envelope(team_id, &fork.as_new(), 2, quota),
+        Err(StoreError::Equivocation { seq: 1, .. })
+    ));
+    assert!(
+        store
+            .equivocations(team_id, t.field.device_id())
+            .unwrap()
+            .is_empty()
     );
 }
 

@@ -58,7 +58,7 @@ pub struct AppState {
     key: SigningKey,
     limits: Limits,
     clock: Clock,
-    rosters: Mutex<HashMap<TeamId, Roster>>,
+    rosters: Mutex<HashMap<TeamId, Arc<Roster>>>,
     rate: rate::RateLimiter,
     admission: admission::Admission,
 }
@@ -89,26 +89,35 @@ impl AppState {
         &self.limits
     }
 
-    /// The verified roster of a team, from cache when the stored chain has
-    /// not grown.
-    pub(super) fn roster(&self, team: TeamId) -> Result<Roster, ApiError> {
-        let ops = self.store.roster(team)?;
-        let mut cache = self.rosters.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(cached) = cache.get(&team)
-            && cached.ops().len() == ops.len()
-            && cached.ops().last().map(|o| o.as_bytes()) == ops.last().map(|o| o.as_slice())
+    /// The verified roster of a team, from cache while the stored chain
+    /// has not grown: a request costs one count of the team's operations,
+    /// not a read and verification of all of them (the roster is
+    /// append-only; another relay process sharing the database appends
+    /// through the same count).
+    pub(super) fn roster(&self, team: TeamId) -> Result<Arc<Roster>, ApiError> {
+        let len = self.store.roster_len(team)?;
+        if let Some(cached) = self
+            .rosters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&team)
+            && cached.ops().len() as u64 == len
         {
             return Ok(cached.clone());
         }
-        let roster = Roster::verify(&ops).map_err(|e| {
+        let ops = self.store.roster(team)?;
+        let roster = Arc::new(Roster::verify(&ops).map_err(|e| {
             tracing::error!(%team, error = %e, "stored roster does not verify");
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage_unavailable",
                 "the relay's stored roster for this team does not verify",
             )
-        })?;
-        cache.insert(team, roster.clone());
+        })?);
+        self.rosters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(team, roster.clone());
         Ok(roster)
     }
 
@@ -120,7 +129,7 @@ impl AppState {
         &self,
         team: TeamId,
         headers: &HeaderMap,
-    ) -> Result<(RequestAuth, Roster, ed25519_dalek::VerifyingKey), ApiError> {
+    ) -> Result<(RequestAuth, Arc<Roster>, ed25519_dalek::VerifyingKey), ApiError> {
         let now = self.now();
         let value = headers
             .get(header::AUTHORIZATION)
@@ -168,7 +177,7 @@ impl AppState {
         uri: &OriginalUri,
         headers: &HeaderMap,
         body: &[u8],
-    ) -> Result<(Roster, DeviceId), ApiError> {
+    ) -> Result<(Arc<Roster>, DeviceId), ApiError> {
         let now = self.now();
         let (auth, roster, key) = self.authenticate_headers(team, headers)?;
         let path = uri.0.path_and_query().map(|p| p.as_str()).unwrap_or("/");
@@ -392,7 +401,9 @@ async fn append_roster(
     let team = parse_team(&team)?;
     require_type(&headers, framing::ROSTER_OP)?;
     blocking(move || {
-        let (mut roster, device) = state.authenticate(team, &method, &uri, &headers, &body)?;
+        let (cached, device) = state.authenticate(team, &method, &uri, &headers, &body)?;
+        // A copy to extend (the cached one stays as verified).
+        let mut roster = Roster::clone(&cached);
         let index = roster.next_index();
         roster.apply(&body)?;
         let effect = match &roster.ops()[index as usize].change {

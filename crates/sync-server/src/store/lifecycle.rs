@@ -96,6 +96,13 @@ pub(super) fn append_roster_op(
         params![team.as_bytes(), index as i64, op],
     )
     .map_err(backend)?;
+    // Counted against the team like every stored byte, but never refused
+    // for it: revoking a stolen device must work on a full team.
+    tx.execute(
+        "UPDATE teams SET stored_bytes = stored_bytes + ?2 WHERE team = ?1",
+        params![team.as_bytes(), op.len() as i64],
+    )
+    .map_err(backend)?;
     tx.commit().map_err(backend)
 }
 

@@ -15,7 +15,7 @@ mod lifecycle;
 mod readers;
 mod sqlite;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{MAX_EVIDENCE_PER_DEVICE, SqliteStore};
 
 use amana_core::{DeviceId, Digest, TeamId};
 
@@ -278,6 +278,10 @@ pub trait RelayStore: Send + Sync + 'static {
 
     /// The team's roster operations, in order.
     fn roster(&self, team: TeamId) -> Result<Vec<Vec<u8>>, StoreError>;
+
+    /// How many roster operations the team has (cheap: checked on every
+    /// request to keep the verified roster cached).
+    fn roster_len(&self, team: TeamId) -> Result<u64, StoreError>;
 
     /// Appends a roster operation (already verified against the stored
     /// roster) if the roster still has `index` operations, together with

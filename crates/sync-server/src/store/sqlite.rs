@@ -207,6 +207,20 @@ impl RelayStore for SqliteStore {
         tx.commit().map_err(backend)
     }
 
+    fn roster_len(&self, team: TeamId) -> Result<u64, StoreError> {
+        let conn = self.read()?;
+        let len: Option<i64> = cached_row(
+            &conn,
+            "SELECT COUNT(*) FROM roster_ops WHERE team = ?1",
+            [team.as_bytes()],
+            |r| r.get(0),
+        )?;
+        match len {
+            Some(0) | None => Err(StoreError::UnknownTeam(team)),
+            Some(n) => Ok(n as u64),
+        }
+    }
+
     fn roster(&self, team: TeamId) -> Result<Vec<Vec<u8>>, StoreError> {
         let conn = self.read()?;
         team_exists(&conn, team)?;
@@ -601,6 +615,9 @@ struct Tally {
     max_team_bytes: u64,
 }
 
+/// Most equivocation evidence rows kept per device.
+pub const MAX_EVIDENCE_PER_DEVICE: u64 = 8;
+
 /// Appends one envelope inside the batch's transaction: idempotent for the
 /// same bytes, equivocation evidence (kept) for other bytes at a stored
 /// seq, otherwise only as the next seq chained to the head, within quota.
@@ -623,19 +640,36 @@ fn append_one(
                 cursor: cursor as u64,
             });
         }
-        tx.execute(
-            "INSERT OR IGNORE INTO equivocations (team, device, seq, envelope_id, envelope, seen_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                team.as_bytes(),
-                env.device.as_bytes(),
-                env.seq as i64,
-                env.id.as_bytes(),
-                env.bytes,
-                now as i64
-            ],
-        )
-        .map_err(backend)?;
+        // Evidence is kept, a few per device and within the team's quota
+        // (it counts like every stored byte); past that the equivocation
+        // is still refused and reported, but not stored again.
+        let kept: i64 = cached_row(
+            tx,
+            "SELECT COUNT(*) FROM equivocations WHERE team = ?1 AND device = ?2",
+            params![team.as_bytes(), env.device.as_bytes()],
+            |r| r.get(0),
+        )?
+        .unwrap_or(0);
+        let new_total = tally.stored_bytes + env.bytes.len() as u64;
+        if (kept as u64) < MAX_EVIDENCE_PER_DEVICE && new_total <= tally.max_team_bytes {
+            let stored = tx
+                .execute(
+                    "INSERT OR IGNORE INTO equivocations (team, device, seq, envelope_id, envelope, seen_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        team.as_bytes(),
+                        env.device.as_bytes(),
+                        env.seq as i64,
+                        env.id.as_bytes(),
+                        env.bytes,
+                        now as i64
+                    ],
+                )
+                .map_err(backend)?;
+            if stored == 1 {
+                tally.stored_bytes = new_total;
+            }
+        }
         return Err(StoreError::Equivocation {
             device: env.device,
             seq: env.seq,
