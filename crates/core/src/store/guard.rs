@@ -64,6 +64,36 @@ pub(super) fn write_lockout(dir: &Path, lockout: &Lockout) -> Result<(), StoreEr
     super::write_atomically(&dir.join(LOCKOUT_FILE), &json)
 }
 
+/// Writes the keystore and the duress slot (each given, or its bytes as
+/// they are), both as new files at the same moment with the same times:
+/// neither the modification nor the change time of one says that it alone
+/// changed, so the files do not tell a passphrase change from setting a
+/// duress passphrase, or when one was set.
+pub(super) fn write_secrets(
+    dir: &Path,
+    keystore: Option<&[u8]>,
+    slot: Option<&[u8]>,
+) -> Result<(), StoreError> {
+    let keystore_path = dir.join(super::KEYSTORE_FILE);
+    let slot_path = dir.join(GUARD_FILE);
+    let keystore = match keystore {
+        Some(bytes) => bytes.to_vec(),
+        None => fs::read(&keystore_path)?,
+    };
+    let slot = match slot {
+        Some(bytes) => bytes.to_vec(),
+        None => fs::read(&slot_path)?,
+    };
+    super::write_atomically(&slot_path, &slot)?;
+    super::write_atomically(&keystore_path, &keystore)?;
+    let now = std::time::SystemTime::now();
+    let times = fs::FileTimes::new().set_modified(now).set_accessed(now);
+    for path in [&slot_path, &keystore_path] {
+        File::options().write(true).open(path)?.set_times(times)?;
+    }
+    Ok(())
+}
+
 /// Seals the duress slot to `passphrase`, or to a random one for a decoy.
 pub(super) fn seal_slot(
     passphrase: Option<&Passphrase>,
@@ -340,5 +370,26 @@ mod tests {
         fs::write(data.join(KEYSTORE_FILE), b"age-encryption.org/v1\n damaged").unwrap();
         DeviceStore::unlock(&data, &pass("under duress")).unwrap_err();
         assert!(!data.exists(), "wiped");
+    }
+
+    /// Setting a duress passphrase leaves no trace in the files' times:
+    /// the keystore and the slot are written anew together, with the same
+    /// times. (Before: only `guard.age` changed, dating the duress
+    /// passphrase.)
+    #[test]
+    fn the_files_do_not_date_a_duress_passphrase() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = device(dir.path());
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        store.set_duress(Some(&pass("under duress")), WORK).unwrap();
+        let keystore = fs::metadata(dir.path().join(KEYSTORE_FILE)).unwrap();
+        let slot = fs::metadata(dir.path().join(GUARD_FILE)).unwrap();
+        assert_eq!(keystore.modified().unwrap(), slot.modified().unwrap());
+        assert!(
+            keystore.ctime().abs_diff(slot.ctime()) <= 1,
+            "written together"
+        );
+        assert!(DeviceStore::unlock(dir.path(), &pass("the real one")).is_ok());
     }
 }

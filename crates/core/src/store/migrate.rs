@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/device/0005_case_views.sql"),
     include_str!("../../migrations/device/0006_alarms.sql"),
     include_str!("../../migrations/device/0007_quarantine_bounds.sql"),
+    include_str!("../../migrations/device/0008_no_lifetime_counters.sql"),
 ];
 
 /// Brings the schema up to date.

@@ -198,8 +198,7 @@ impl DeviceStore {
         let mut store = Self::open_db(dir, keys, sealer, true)?;
         store.put_meta("store_check", STORE_CHECK)?;
         store.add_receiving_key(&crate::keys::ReceivingKey::generate(0))?;
-        write_atomically(&dir.join(guard::GUARD_FILE), &decoy)?;
-        write_atomically(&keystore_path, &sealed_keys)?;
+        guard::write_secrets(dir, Some(&sealed_keys), Some(&decoy))?;
         Ok(store)
     }
 
@@ -291,7 +290,7 @@ impl DeviceStore {
             return Err(StoreError::PassphraseIsDuress);
         }
         let sealed = keystore::seal(&self.keys, new, work)?;
-        write_atomically(&self.dir.join(KEYSTORE_FILE), &sealed)
+        guard::write_secrets(&self.dir, Some(&sealed), None)
     }
 
     /// Sets the duress passphrase: typed at the unlock prompt, it wipes the
@@ -309,7 +308,7 @@ impl DeviceStore {
             }
         }
         let slot = guard::seal_slot(duress, work)?;
-        write_atomically(&self.dir.join(guard::GUARD_FILE), &slot)
+        guard::write_secrets(&self.dir, None, Some(&slot))
     }
 
     /// Sets (or with `None` removes) the number of failed unlocks in a row

@@ -352,3 +352,43 @@ fn the_case_list_reads_sealed_views_that_match_the_documents_conflicts_included(
         .unwrap();
     assert_eq!(store.cases().unwrap(), listed);
 }
+
+/// No lifetime counter at rest: SQLite's AUTOINCREMENT kept, in plaintext,
+/// the largest id the outbox, receipts and quarantine ever used (how much
+/// a device has done). After activity, nothing of that is left.
+#[test]
+fn the_database_keeps_no_lifetime_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store =
+        DeviceStore::create_unsealed_for_tests(dir.path(), DeviceKeys::generate()).unwrap();
+    for n in 0..5u8 {
+        store
+            .quarantine(&[n; 40], "malformed: junk", false)
+            .unwrap();
+    }
+    let conn = rusqlite::Connection::open(dir.path().join(super::DATABASE_FILE)).unwrap();
+    let tables: Vec<String> = conn
+        .prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND sql IS NOT NULL")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        tables.iter().all(|sql| !sql.contains("AUTOINCREMENT")),
+        "{tables:?}"
+    );
+    let counters: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'sqlite_sequence'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    if counters > 0 {
+        let rows: i64 = conn
+            .query_row("SELECT COUNT(*) FROM sqlite_sequence", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 0);
+    }
+}
