@@ -73,6 +73,7 @@ fn bench_limits() -> Limits {
         requests_per_minute: 1_000_000,
         // Every simulated device connects from 127.0.0.1.
         max_requests_per_peer: 1_000_000,
+        max_connections_per_peer: 1_000_000,
         // Benchmark teams are made by the benchmark itself.
         open_team_creation: true,
         ..Limits::default()

@@ -39,6 +39,9 @@ pub struct Limits {
     pub max_in_flight_bytes: u64,
     /// Most requests in flight from one peer address (429 past it).
     pub max_requests_per_peer: u32,
+    /// Most open connections from one peer address (more are closed as
+    /// they are accepted).
+    pub max_connections_per_peer: u32,
     /// Let anyone create a team without a token: for tests and benchmarks
     /// only (a relay on the internet would fill up with strangers' teams).
     pub open_team_creation: bool,
@@ -62,6 +65,7 @@ impl Default for Limits {
             max_invite_ttl_secs: 30 * 24 * 3600,
             max_in_flight_bytes: 96 * 1024 * 1024,
             max_requests_per_peer: 128,
+            max_connections_per_peer: 256,
             open_team_creation: false,
         }
     }

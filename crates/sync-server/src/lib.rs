@@ -12,6 +12,7 @@ pub mod audit;
 pub mod config;
 pub mod ingest;
 pub mod memory;
+pub mod peers;
 pub mod relay_key;
 pub mod server;
 pub mod store;

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 
 use crate::api::{AppState, router};
+use crate::peers::PeerLimit;
 
 /// How connections are protected.
 pub enum Transport {
@@ -48,23 +49,37 @@ pub async fn serve(
         waiter.graceful_shutdown(Some(Duration::from_secs(10)));
     });
     let header_timeout = Duration::from_secs(state.limits().header_timeout_secs);
+    let peers = PeerLimit::new(state.limits().max_connections_per_peer);
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     match transport {
         Transport::Tls(config) => {
-            let mut server = axum_server::from_tcp_rustls(listener, config)?.handle(handle);
+            let acceptor = RustlsAcceptor::new(config)
+                .handshake_timeout(header_timeout)
+                .acceptor(peers);
+            let mut server = axum_server::from_tcp(listener)?
+                .acceptor(acceptor)
+                .handle(handle)
+                .first_request_timeout(header_timeout);
             configure(server.http_builder(), header_timeout);
             server.serve(app).await
         }
         Transport::InsecureHttp => {
-            let mut server = axum_server::from_tcp(listener)?.handle(handle);
+            let mut server = axum_server::from_tcp(listener)?
+                .acceptor(peers)
+                .handle(handle)
+                .first_request_timeout(header_timeout);
             configure(server.http_builder(), header_timeout);
             server.serve(app).await
         }
     }
 }
 
-/// Cuts off clients that are slow to send their headers (slowloris) and
-/// keeps to HTTP/1.1.
+/// Timeouts and buffers for both protocols: a connection must finish its
+/// TLS handshake and send its first request within `header_timeout`
+/// (set on the server), HTTP/1 headers must arrive within it, and an
+/// HTTP/2 connection holds few streams, small header lists, and is closed
+/// when it stops answering pings. What a request body may take is the
+/// admission layer's and the request timeout's (`api`).
 fn configure(
     builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
     header_timeout: Duration,
@@ -74,4 +89,12 @@ fn configure(
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(header_timeout)
         .max_buf_size(64 * 1024);
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(32)
+        .max_header_list_size(64 * 1024)
+        .max_pending_accept_reset_streams(16)
+        .keep_alive_interval(Some(header_timeout))
+        .keep_alive_timeout(header_timeout);
 }

@@ -20,7 +20,14 @@ struct Relay {
 
 impl Relay {
     fn start() -> Relay {
+        Relay::with_limits("")
+    }
+
+    /// With `limits` (TOML lines of the `[limits]` table).
+    fn with_limits(limits: &str) -> Relay {
         let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("relay.toml");
+        std::fs::write(&config, format!("[limits]\n{limits}\n")).unwrap();
         let mut child = Command::new(binary("amana-relay"))
             .args([
                 "serve",
@@ -30,6 +37,8 @@ impl Relay {
                 "--db",
             ])
             .arg(dir.path().join("relay.sqlite"))
+            .arg("--config")
+            .arg(&config)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -160,4 +169,84 @@ fn a_declared_body_over_the_limit_is_refused_at_once() {
         assert!(answer.starts_with("HTTP/1.1 413"), "{path}: {answer:?}");
         assert!(answer.contains("body_too_large"), "{answer}");
     }
+}
+
+/// Whether the relay has closed `stream` (reads end or fail) within
+/// `within`.
+fn closed_within(mut stream: &TcpStream, within: Duration) -> bool {
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Slow clients hold nothing for long: connections that trickle their
+/// headers, an HTTP/2 connection that sends its preface and then nothing,
+/// and connections beyond the per-address bound are closed, while a real
+/// request is answered at once.
+#[test]
+fn slow_clients_are_cut_off_and_a_real_request_still_gets_through() {
+    let relay = Relay::with_limits("header_timeout_secs = 2\nmax_connections_per_peer = 150");
+    let before = relay.peak_mib();
+    let mut slow: Vec<TcpStream> = (0..120)
+        .map(|_| {
+            let mut s = TcpStream::connect(&relay.address).unwrap();
+            s.write_all(b"POST /v1/teams HTTP/1.1\r\nHost: relay\r\nX-Slow: ")
+                .unwrap();
+            s
+        })
+        .collect();
+    let mut h2 = TcpStream::connect(&relay.address).unwrap();
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+    // Beyond the bound: closed as accepted.
+    let beyond: Vec<TcpStream> = (0..60)
+        .map(|_| TcpStream::connect(&relay.address).unwrap())
+        .collect();
+    let refused = beyond
+        .iter()
+        .filter(|s| closed_within(s, Duration::from_millis(500)))
+        .count();
+    assert!(
+        refused >= 25,
+        "{refused} of 60 connections beyond the bound were closed"
+    );
+    drop(beyond);
+    // A real request is answered while the slow ones hang.
+    let answer = send(
+        &relay.address,
+        "GET /healthz HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n",
+        0,
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // Trickling a byte a second does not keep them open past the header
+    // timeout.
+    for _ in 0..2 {
+        for s in &mut slow {
+            let _ = s.write_all(b"x");
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let closed = slow
+        .iter()
+        .filter(|s| closed_within(s, Duration::from_secs(3)))
+        .count();
+    assert_eq!(closed, slow.len(), "slow header senders closed");
+    assert!(
+        closed_within(&mut h2, Duration::from_secs(3)),
+        "a silent HTTP/2 connection closed"
+    );
+    let peak = relay.peak_mib();
+    println!("relay peak RSS under 120 slow clients: {before} -> {peak} MiB");
+    assert!(peak < before + 64, "{peak} MiB");
 }
