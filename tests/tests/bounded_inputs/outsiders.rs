@@ -243,7 +243,7 @@ fn slow_clients_are_cut_off_and_a_real_request_still_gets_through() {
         .count();
     assert_eq!(closed, slow.len(), "slow header senders closed");
     assert!(
-        closed_within(&mut h2, Duration::from_secs(3)),
+        closed_within(&h2, Duration::from_secs(3)),
         "a silent HTTP/2 connection closed"
     );
     let peak = relay.peak_mib();
