@@ -1,6 +1,7 @@
 //! `amana-bench`: measures what matters in the field (intake commit
 //! latency, bytes per intake, a new device's bootstrap, a no-op sync,
-//! relay ingest, many devices at once, a weak and cutting link) and prints
+//! relay ingest, many devices at once, a weak and cutting link, a relay
+//! under a barrage of hostile traffic) and prints
 //! one table, each figure with a baseline measured in the same run.
 //!
 //! Run it with `cargo run --release -p amana-bench`; `--quick` runs every
@@ -35,6 +36,8 @@ enum Bench {
     Fleet,
     /// A slow link that drops every 32 KiB.
     WeakLink,
+    /// Garbage, slow and oversized traffic while a device syncs.
+    Barrage,
 }
 
 /// Amana's benchmarks: prints one table of figures against same-run
@@ -88,6 +91,7 @@ fn run(args: &Args) -> Result<bool> {
         Bench::Ingest,
         Bench::Fleet,
         Bench::WeakLink,
+        Bench::Barrage,
     ];
     let chosen: Vec<Bench> = all
         .into_iter()
@@ -114,6 +118,7 @@ fn run(args: &Args) -> Result<bool> {
                 Duration::from_secs(if args.quick { 2 } else { 15 }),
             ),
             Bench::WeakLink => rows::weak_link::run(dir.path(), if args.quick { 20 } else { 100 }),
+            Bench::Barrage => rows::barrage::run(dir.path(), if args.quick { 5 } else { 30 }),
         };
         match result {
             Ok(mut r) => rows.append(&mut r),

@@ -47,6 +47,7 @@ async fn serve(
     db: &Path,
     tls: Option<(&str, &str)>,
     listener: TcpListener,
+    limits: Limits,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let store = Arc::new(SqliteStore::open(db).context("opening the relay database")?);
@@ -55,7 +56,7 @@ async fn serve(
     let state = Arc::new(AppState::new(
         store as Arc<dyn RelayStore>,
         ed25519_dalek::SigningKey::from_bytes(&key),
-        bench_limits(),
+        limits,
         system_clock(),
     ));
     let transport = match tls {
@@ -75,6 +76,17 @@ fn bench_limits() -> Limits {
         max_requests_per_peer: 1_000_000,
         max_connections_per_peer: 1_000_000,
         // Benchmark teams are made by the benchmark itself.
+        open_team_creation: true,
+        ..Limits::default()
+    }
+}
+
+/// The relay's own defaults, as deployed (per-address bounds included),
+/// but for the request rate of the one measured device and team creation:
+/// what the barrage benchmark attacks.
+fn guarded_limits() -> Limits {
+    Limits {
+        requests_per_minute: 1_000_000,
         open_team_creation: true,
         ..Limits::default()
     }
@@ -108,7 +120,7 @@ impl Relay {
                 let pem = certificate
                     .as_ref()
                     .map(|c| (c.cert.as_str(), c.key.as_str()));
-                serve(&db, pem, listener, async move {
+                serve(&db, pem, listener, bench_limits(), async move {
                     let _ = stopped.await;
                 })
                 .await
@@ -164,11 +176,22 @@ impl ChildRelay {
         let (cert, key) = (dir.join("relay-cert.pem"), dir.join("relay-key.pem"));
         std::fs::write(&cert, &certificate.cert)?;
         std::fs::write(&key, &certificate.key)?;
-        let mut child = Command::new(std::env::current_exe()?)
-            .arg("relay")
-            .arg(db)
-            .arg(&cert)
-            .arg(&key)
+        let mut child = Command::new(std::env::current_exe()?);
+        child.arg("relay").arg(db).arg(&cert).arg(&key);
+        Self::spawn(child, certificate.pin)
+    }
+
+    /// Starts the child on plain HTTP (as behind a TLS proxy) with the
+    /// relay's deployed limits ([`guarded_limits`]): what raw sockets
+    /// attack in the barrage benchmark.
+    pub fn start_guarded(db: &Path) -> Result<ChildRelay> {
+        let mut child = Command::new(std::env::current_exe()?);
+        child.arg("relay").arg(db).arg("guarded");
+        Self::spawn(child, Digest::ZERO)
+    }
+
+    fn spawn(mut command: Command, pin: Digest) -> Result<ChildRelay> {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -183,7 +206,7 @@ impl ChildRelay {
             .with_context(|| format!("the relay child said {line:?}"))?;
         Ok(ChildRelay {
             port,
-            pin: certificate.pin,
+            pin,
             child,
             _stdout: stdout,
         })
@@ -191,7 +214,7 @@ impl ChildRelay {
 
     /// The relay's URL.
     pub fn url(&self) -> String {
-        url(self.port, true)
+        url(self.port, self.pin != Digest::ZERO)
     }
 
     /// The child's resident set now and at its peak, in bytes
@@ -226,13 +249,20 @@ impl Drop for ChildRelay {
 /// `amana-bench relay DB CERT KEY`: what the child process runs. Prints
 /// `listening PORT` and serves until its standard input closes.
 pub fn child_main(args: &[String]) -> Result<()> {
-    let [db, cert, key] = args else {
-        bail!("usage: amana-bench relay DB CERT KEY (started by the bench itself)");
+    let (db, tls, limits) = match args {
+        [db, cert, key] => (
+            db,
+            Some((
+                std::fs::read_to_string(cert)?,
+                std::fs::read_to_string(key)?,
+            )),
+            bench_limits(),
+        ),
+        [db, mode] if mode == "guarded" => (db, None, guarded_limits()),
+        _ => {
+            bail!("usage: amana-bench relay DB (CERT KEY | guarded) (started by the bench itself)")
+        }
     };
-    let (cert, key) = (
-        std::fs::read_to_string(cert)?,
-        std::fs::read_to_string(key)?,
-    );
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
     let mut out = std::io::stdout();
@@ -250,6 +280,7 @@ pub fn child_main(args: &[String]) -> Result<()> {
             })
             .await;
         };
-        serve(&db, Some((&cert, &key)), listener, stop).await
+        let pem = tls.as_ref().map(|(c, k)| (c.as_str(), k.as_str()));
+        serve(&db, pem, listener, limits, stop).await
     })
 }

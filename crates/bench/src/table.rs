@@ -106,6 +106,11 @@ pub fn render(rows: &[Row]) -> String {
 pub struct Samples(Vec<Duration>);
 
 impl Samples {
+    /// The samples, sorted.
+    pub fn into_vec(self) -> Vec<Duration> {
+        self.0
+    }
+
     /// From unsorted samples.
     pub fn new(mut samples: Vec<Duration>) -> Samples {
         samples.sort();

@@ -1,5 +1,6 @@
 //! The benchmarks, one module per row group of the table.
 
+pub mod barrage;
 pub mod bootstrap;
 pub mod commit;
 pub mod fleet;
