@@ -95,6 +95,9 @@ fn configure(
         .max_concurrent_streams(32)
         .max_header_list_size(64 * 1024)
         .max_pending_accept_reset_streams(16)
+        // Unread DATA a peer may push before the admission layer answers.
+        .initial_stream_window_size(64 * 1024)
+        .initial_connection_window_size(256 * 1024)
         .keep_alive_interval(Some(header_timeout))
         .keep_alive_timeout(header_timeout);
 }

@@ -48,6 +48,7 @@ fn compressed_change_bomb(total: usize) -> Vec<u8> {
 
 #[test]
 fn a_change_that_inflates_to_gigabytes_is_quarantined_and_the_sync_goes_on() {
+    let _alone = super::alone();
     let (mut w, mut office) = World::new();
     let mut thief = w.enrol(&mut office, "tablet", Role::Field);
     w.sync(&mut thief).unwrap();

@@ -43,6 +43,7 @@ fn junk_for_ever(
 
 #[test]
 fn a_relay_serving_junk_for_ever_is_stopped_and_fills_no_disk() {
+    let _alone = super::alone();
     let (mut w, mut office) = World::new();
     let mut a = w.enrol(&mut office, "field-a", Role::Field);
     a.record_intake(&case("real", w.now())).unwrap();

@@ -20,8 +20,14 @@ use cap::Cap;
 #[global_allocator]
 static ALLOCATOR: Cap<System> = Cap::new(System, usize::MAX);
 
-/// One measurement at a time: another test's allocations must not count.
+/// One test of this binary at a time: another test's allocations must not
+/// count in a measurement, nor reach a limit set for one.
 static MEASURING: Mutex<()> = Mutex::new(());
+
+/// Runs the calling test alone among this binary's tests.
+pub(crate) fn alone() -> std::sync::MutexGuard<'static, ()> {
+    MEASURING.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 pub(crate) const MIB: usize = 1 << 20;
 
@@ -30,7 +36,6 @@ pub(crate) const MIB: usize = 1 << 20;
 /// their peak (the process's lifetime peak less the start: an upper bound
 /// when `f` is what allocates most).
 pub(crate) fn within<T>(limit: usize, f: impl FnOnce() -> T) -> (T, usize) {
-    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     let base = ALLOCATOR.allocated();
     ALLOCATOR.set_limit(base + limit).unwrap();
     let out = f();

@@ -120,6 +120,7 @@ const TEAM: &str = "00112233445566778899aabbccddeeff";
 
 #[test]
 fn unauthenticated_bodies_are_refused_before_they_are_read() {
+    let _alone = super::alone();
     let relay = Relay::start();
     let before = relay.peak_mib();
     let declared = 16 * 1024 * 1024 - 1;
@@ -148,6 +149,7 @@ fn unauthenticated_bodies_are_refused_before_they_are_read() {
 
 #[test]
 fn a_declared_body_over_the_limit_is_refused_at_once() {
+    let _alone = super::alone();
     let relay = Relay::start();
     for (path, declared) in [
         (format!("/v1/teams/{TEAM}/envelopes"), 16 * 1024 * 1024 + 1),
@@ -197,6 +199,7 @@ fn closed_within(mut stream: &TcpStream, within: Duration) -> bool {
 /// request is answered at once.
 #[test]
 fn slow_clients_are_cut_off_and_a_real_request_still_gets_through() {
+    let _alone = super::alone();
     let relay = Relay::with_limits("header_timeout_secs = 2\nmax_connections_per_peer = 150");
     let before = relay.peak_mib();
     let mut slow: Vec<TcpStream> = (0..120)

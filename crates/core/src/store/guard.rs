@@ -161,7 +161,8 @@ impl Attempt {
     /// Tries `passphrase`: the duress slot first, so that no moment exists
     /// at which the keystore has refused it and the wipe has not begun
     /// (the price: a successful unlock runs scrypt twice, as a failed one
-    /// always did). Returns the opened keys, or the error to show, which
+    /// always did). Every answer costs both runs, so the time does not
+    /// tell a duress passphrase from a typo. Returns the opened keys, or the error to show, which
     /// is the same for a typo and for the duress wipe.
     pub(super) fn try_passphrase(
         self,
@@ -178,6 +179,9 @@ impl Attempt {
         };
         if is_duress(&self.dir, passphrase) {
             wipe::wipe(&self.dir);
+            // Then the keystore's scrypt, on the bytes read before the
+            // wipe, as for a typo: the answer must not come a second early.
+            let _ = keystore::open(keystore_bytes, passphrase);
             return Err(typo);
         }
         match keystore::open(keystore_bytes, passphrase) {

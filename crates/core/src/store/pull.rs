@@ -38,10 +38,10 @@ pub struct PulledPage {
     pub stated_rosters: std::collections::BTreeMap<(DeviceId, u64), u64>,
     /// The cursor after this page.
     pub cursor: u64,
-    /// Envelopes refused, in page order: the bytes, the record, and
-    /// whether a roster device's signature vouches for them (junk a relay
-    /// makes for free is reduced and removed first).
-    pub quarantined: Vec<(Vec<u8>, String, bool)>,
+    /// Envelopes refused, in page order: the bytes, the record, and who
+    /// vouches for them (what a relay makes for free is reduced and
+    /// removed first).
+    pub quarantined: Vec<(Vec<u8>, String, super::quarantine::Vouched)>,
     /// Integrity alarms this page raised (recorded with it, so no later
     /// error can lose them).
     pub alarms: Vec<NewAlarm>,
@@ -75,8 +75,8 @@ impl DeviceStore {
             super::sync_state::set_peer_head_in(&tx, &self.sealer, head)?;
         }
         super::witness::record_in(&tx, &self.sealer, &page.chained, &page.stated_rosters)?;
-        for (envelope, reason, signed) in &page.quarantined {
-            super::quarantine::quarantine_in(&tx, &self.sealer, envelope, reason, *signed)?;
+        for (envelope, reason, vouched) in &page.quarantined {
+            super::quarantine::quarantine_in(&tx, &self.sealer, envelope, reason, *vouched)?;
         }
         let me = self.keys.device_id();
         for alarm in &page.alarms {

@@ -7,10 +7,14 @@
 //!
 //! - at most [`KEEP_WHOLE_BYTES`] of whole envelopes; past it the oldest
 //!   are reduced to their stub (header, signature and the body's hash:
-//!   still proof of who signed what), evidence no signature vouches for
-//!   first;
-//! - at most [`KEEP_ROWS`] rows; past it the oldest are removed (unsigned
-//!   first) and counted, by code, in a summary that `amana status` shows.
+//!   still proof of who signed what);
+//! - at most [`KEEP_ROWS`] rows; past it the oldest are removed and
+//!   counted, by code, in a summary that `amana status` shows.
+//!
+//! Both take evidence nobody signed first, then what the relay can make
+//! from genuine envelopes (replays, gaps: [`Vouched::RelayMade`]), and only
+//! then what an author did or a fork shows ([`Vouched::Author`]): a relay
+//! cannot flush that out by re-serving envelopes.
 //!
 //! Listings are paged ([`DeviceStore::quarantined_page`]).
 
@@ -44,8 +48,33 @@ pub struct QuarantinedEnvelope {
     pub envelope: Vec<u8>,
     /// Whether `envelope` is whole.
     pub whole: bool,
-    /// Whether a signature of a device on the roster vouches for it.
-    pub signed: bool,
+    /// Who vouches for it.
+    pub vouched: Vouched,
+}
+
+/// Who vouches for a quarantined envelope, which decides what leaves the
+/// quarantine first when it is full (stored in the `signed` column).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Vouched {
+    /// No roster device's signature: junk a relay makes for free.
+    Nobody = 0,
+    /// Signed, but refused for what the relay did with it (a replay, a
+    /// gap, a dropped body, a withheld roster): a relay re-serving genuine
+    /// envelopes makes as many as it likes.
+    RelayMade = 1,
+    /// Refused for its author's sake, or evidence of a fork: what the
+    /// office must see.
+    Author = 2,
+}
+
+impl Vouched {
+    fn from_column(value: i64) -> Vouched {
+        match value {
+            0 => Vouched::Nobody,
+            1 => Vouched::RelayMade,
+            _ => Vouched::Author,
+        }
+    }
 }
 
 /// The evidence removed from the quarantine to keep it within bounds:
@@ -58,10 +87,10 @@ impl DeviceStore {
         &mut self,
         envelope: &[u8],
         reason: &str,
-        signed: bool,
+        vouched: Vouched,
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
-        quarantine_in(&tx, &self.sealer, envelope, reason, signed)?;
+        quarantine_in(&tx, &self.sealer, envelope, reason, vouched)?;
         tx.commit()?;
         Ok(())
     }
@@ -91,7 +120,7 @@ impl DeviceStore {
                 r.get::<_, i64>(0)?,
                 r.get::<_, Vec<u8>>(1)?,
                 r.get::<_, bool>(2)?,
-                r.get::<_, bool>(3)?,
+                r.get::<_, i64>(3)?,
             ))
         })?;
         let mut out = Vec::new();
@@ -106,7 +135,7 @@ impl DeviceStore {
                 reason: reason.to_owned(),
                 envelope: envelope.to_vec(),
                 whole,
-                signed,
+                vouched: Vouched::from_column(signed),
             });
         }
         Ok(out)
@@ -156,7 +185,7 @@ pub(super) fn quarantine_in(
     sealer: &Sealer,
     envelope: &[u8],
     record: &str,
-    signed: bool,
+    vouched: Vouched,
 ) -> Result<(), StoreError> {
     let next: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM quarantine", [], |r| {
         r.get(0)
@@ -164,7 +193,7 @@ pub(super) fn quarantine_in(
     let sealed = sealer.seal("quarantine", &next.to_be_bytes(), &entry(record, envelope));
     tx.execute(
         "INSERT INTO quarantine (id, entry_sealed, whole, signed) VALUES (?1, ?2, 1, ?3)",
-        params![next, sealed, signed],
+        params![next, sealed, vouched as i64],
     )?;
     reduce_oldest(tx, sealer)?;
     summarise_oldest(tx, sealer)

@@ -243,7 +243,11 @@ fn changes_from_other_devices_apply_and_sync_state_round_trips() {
     store.set_cursor(42).unwrap();
     assert_eq!(store.cursor().unwrap(), 42);
     store
-        .quarantine(b"bytes", "bad_signature: forged", true)
+        .quarantine(
+            b"bytes",
+            "bad_signature: forged",
+            quarantine::Vouched::Author,
+        )
         .unwrap();
     assert_eq!(store.quarantined_page(0, 1).unwrap()[0].reason, "forged");
     let key = EpochKey::generate(3);
@@ -363,7 +367,7 @@ fn the_database_keeps_no_lifetime_counters() {
         DeviceStore::create_unsealed_for_tests(dir.path(), DeviceKeys::generate()).unwrap();
     for n in 0..5u8 {
         store
-            .quarantine(&[n; 40], "malformed: junk", false)
+            .quarantine(&[n; 40], "malformed: junk", quarantine::Vouched::Nobody)
             .unwrap();
     }
     let conn = rusqlite::Connection::open(dir.path().join(super::DATABASE_FILE)).unwrap();

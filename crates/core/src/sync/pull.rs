@@ -32,6 +32,7 @@ use crate::envelope::snapshot::Snapshot;
 use crate::framing::PageHead;
 use crate::ids::DeviceId;
 use crate::roster::{Role, Roster};
+use crate::store::quarantine::Vouched;
 use crate::store::{Alarm, AlarmId, DeviceStore, PeerHead, PulledPage, StoreError};
 use crate::transport::Transport;
 
@@ -231,7 +232,8 @@ pub(super) fn pull<T: Transport>(
     let mut doubts = read_doubts(store)?;
     let mut pages = 0;
     let mut junk_kept = 0;
-    // Pages in a row whose every envelope no roster device signed.
+    // Pages in a row whose every envelope no roster device signed, or was
+    // a replay, gap or dropped body (genuine envelopes re-served).
     let mut junk_pages = 0;
     let (mut page_bytes, mut retries) = (PAGE_TARGET_BYTES, 0);
     let result = loop {
@@ -339,7 +341,7 @@ pub(super) fn pull<T: Transport>(
                             pulled.quarantined.push((
                                 entry.bytes.clone(),
                                 format!("{}: {alarm}", alarm.alarm_code().unwrap_or("alarm")),
-                                true,
+                                Vouched::Author,
                             ));
                             pulled.alarms.extend(alarms::of_error(&alarm));
                             first_alarm.get_or_insert(alarm);
@@ -372,7 +374,7 @@ pub(super) fn pull<T: Transport>(
                             pulled.quarantined.push((
                                 entry.bytes.clone(),
                                 format!("fork_witnessed: {first}"),
-                                true,
+                                Vouched::Author,
                             ));
                         }
                         for fork in forks {
@@ -437,9 +439,11 @@ pub(super) fn pull<T: Transport>(
                     if let Some(rejection) = refusal {
                         // Authentic, so chained; not applied; kept as
                         // evidence, with its alarm.
-                        pulled
-                            .quarantined
-                            .push((entry.bytes.clone(), rejection.record(), true));
+                        pulled.quarantined.push((
+                            entry.bytes.clone(),
+                            rejection.record(),
+                            Vouched::Author,
+                        ));
                         pulled.alarms.push(alarms::of_rejection(&rejection));
                         report.quarantined.push(rejection);
                     }
@@ -513,16 +517,33 @@ pub(super) fn pull<T: Transport>(
                             | Rejection::Signature { .. }
                             | Rejection::Author(crate::error::AuthorError::UnknownDevice(_))
                     );
-                    page_junk += usize::from(unsigned);
+                    // Signed, but refused for what the relay did with it:
+                    // re-serving genuine envelopes makes as many as it
+                    // likes.
+                    let relay_made = matches!(
+                        rejection,
+                        Rejection::Replay { .. }
+                            | Rejection::Gap { .. }
+                            | Rejection::BrokenChain { .. }
+                            | Rejection::BodyDropped { .. }
+                    );
+                    page_junk += usize::from(unsigned || relay_made);
                     if !unsigned {
+                        let vouched = if relay_made {
+                            Vouched::RelayMade
+                        } else {
+                            Vouched::Author
+                        };
                         pulled
                             .quarantined
-                            .push((entry.bytes.clone(), rejection.record(), true));
+                            .push((entry.bytes.clone(), rejection.record(), vouched));
                     } else if junk_kept < JUNK_EVIDENCE_PER_PULL {
                         junk_kept += 1;
-                        pulled
-                            .quarantined
-                            .push((entry.bytes.clone(), rejection.record(), false));
+                        pulled.quarantined.push((
+                            entry.bytes.clone(),
+                            rejection.record(),
+                            Vouched::Nobody,
+                        ));
                     }
                     pulled
                         .alarms
@@ -611,7 +632,9 @@ pub(super) fn pull<T: Transport>(
                     if let Some(part) = snapshot_part {
                         pulled.snapshot_parts.retain(|p| (p.id, p.part) != part);
                     }
-                    pulled.quarantined.push((bytes, rejection.record(), true));
+                    pulled
+                        .quarantined
+                        .push((bytes, rejection.record(), Vouched::Author));
                     pulled.alarms.push(alarms::of_rejection(rejection));
                     report.quarantined.push(rejection.clone());
                 }
@@ -642,7 +665,7 @@ pub(super) fn pull<T: Transport>(
             // device's time, battery and data. The cursor has moved past
             // it; the next sync goes on from there.
             break Err(SyncError::RelayMalformed(format!(
-                "{junk_pages} pages in a row held nothing a device of the team signed"
+                "{junk_pages} pages in a row held nothing new a device of the team signed"
             )));
         }
         match stopped {
@@ -869,10 +892,11 @@ fn roster_withheld(
         ours,
     };
     defer_author(deferral, author);
-    record
-        .pulled
-        .quarantined
-        .push((bytes.to_vec(), format!("roster_withheld: {alarm}"), true));
+    record.pulled.quarantined.push((
+        bytes.to_vec(),
+        format!("roster_withheld: {alarm}"),
+        Vouched::RelayMade,
+    ));
     record.pulled.alarms.extend(alarms::of_error(&alarm));
     record.doubts.retain(|(a, _, _)| *a != author);
     record.doubts.push((author, claimed, epoch));

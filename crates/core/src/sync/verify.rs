@@ -366,14 +366,16 @@ pub(super) fn check_envelope(
     };
     // Every Automerge chunk is checked here, before Automerge parses it,
     // against one budget for the whole envelope (`case::bounded`).
-    let mut budget = InflateBudget::new(opened.inflate_left);
+    let mut budget = InflateBudget::for_envelope(opened.inflate_left, envelope.body().len());
     let refuse = |part: String, error: BoundError| -> Refusal {
         match error {
-            BoundError::TooLarge { .. } => Rejection::DecompressionBomb {
-                device,
-                seq,
-                what: format!("{part}: {error}"),
-            },
+            BoundError::TooLarge { .. } | BoundError::TooManyItems { .. } => {
+                Rejection::DecompressionBomb {
+                    device,
+                    seq,
+                    what: format!("{part}: {error}"),
+                }
+            }
             _ => Rejection::InvalidContent {
                 device,
                 seq,

@@ -90,18 +90,19 @@ impl AppState {
     }
 
     /// The verified roster of a team, from cache while the stored chain
-    /// has not grown: a request costs one count of the team's operations,
-    /// not a read and verification of all of them (the roster is
-    /// append-only; another relay process sharing the database appends
-    /// through the same count).
+    /// ends with the same operation at the same length: a request costs one
+    /// indexed read of the last operation, not a read and verification of
+    /// all of them (another relay process sharing the database, or a
+    /// restored copy, shows as another tip).
     pub(super) fn roster(&self, team: TeamId) -> Result<Arc<Roster>, ApiError> {
-        let len = self.store.roster_len(team)?;
+        let (len, last) = self.store.roster_tip(team)?;
         if let Some(cached) = self
             .rosters
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&team)
             && cached.ops().len() as u64 == len
+            && cached.ops().last().map(|o| o.as_bytes()) == Some(last.as_slice())
         {
             return Ok(cached.clone());
         }

@@ -279,9 +279,9 @@ pub trait RelayStore: Send + Sync + 'static {
     /// The team's roster operations, in order.
     fn roster(&self, team: TeamId) -> Result<Vec<Vec<u8>>, StoreError>;
 
-    /// How many roster operations the team has (cheap: checked on every
-    /// request to keep the verified roster cached).
-    fn roster_len(&self, team: TeamId) -> Result<u64, StoreError>;
+    /// How many roster operations the team has, and the last one (cheap:
+    /// checked on every request to keep the verified roster cached).
+    fn roster_tip(&self, team: TeamId) -> Result<(u64, Vec<u8>), StoreError>;
 
     /// Appends a roster operation (already verified against the stored
     /// roster) if the roster still has `index` operations, together with

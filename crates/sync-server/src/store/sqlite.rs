@@ -207,17 +207,17 @@ impl RelayStore for SqliteStore {
         tx.commit().map_err(backend)
     }
 
-    fn roster_len(&self, team: TeamId) -> Result<u64, StoreError> {
+    fn roster_tip(&self, team: TeamId) -> Result<(u64, Vec<u8>), StoreError> {
         let conn = self.read()?;
-        let len: Option<i64> = cached_row(
+        let tip: Option<(i64, Vec<u8>)> = cached_row(
             &conn,
-            "SELECT COUNT(*) FROM roster_ops WHERE team = ?1",
+            "SELECT idx, op FROM roster_ops WHERE team = ?1 ORDER BY idx DESC LIMIT 1",
             [team.as_bytes()],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        match len {
-            Some(0) | None => Err(StoreError::UnknownTeam(team)),
-            Some(n) => Ok(n as u64),
+        match tip {
+            Some((idx, op)) => Ok((idx as u64 + 1, op)),
+            None => Err(StoreError::UnknownTeam(team)),
         }
     }
 
