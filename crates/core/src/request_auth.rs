@@ -4,10 +4,16 @@
 //! carries an `Authorization` header:
 //!
 //! ```text
-//! Authorization: Amana device=<hex 16>, ts=<unix seconds>, nonce=<hex 16>, sig=<hex 64>
+//! Authorization: Amana device=<hex 16>, ts=<unix seconds>, nonce=<hex 16>,
+//!                      body=<hex 32>, sig=<hex 64>
 //! sig = Ed25519(device, "amana/v1/request\0" ‖ METHOD ‖ "\n" ‖ path-and-query ‖ "\n"
 //!               ‖ hex(SHA-256(body)) ‖ "\n" ‖ ts ‖ "\n" ‖ nonce)
 //! ```
+//!
+//! `body` repeats the SHA-256 of the body that the signature covers, so the
+//! relay can check the signature from the headers alone before it reads a
+//! large body ([`RequestAuth::verify_declared`]), then check the body it
+//! reads against it. It is optional for small bodies (older clients).
 //!
 //! The relay accepts a request if the device is active on the team's
 //! roster, the signature verifies, `ts` is within the allowed skew of the
@@ -34,6 +40,8 @@ pub struct RequestAuth {
     /// Random, single use.
     pub nonce: [u8; 16],
     signature: [u8; 64],
+    /// The body's SHA-256, when declared.
+    body: Option<Digest>,
 }
 
 /// Why an `Authorization` header was refused.
@@ -51,13 +59,13 @@ pub enum RequestAuthError {
     BadSignature,
 }
 
-fn message(method: &str, path: &str, body: &[u8], ts: u64, nonce: &[u8; 16]) -> Vec<u8> {
+fn message(method: &str, path: &str, body: &Digest, ts: u64, nonce: &[u8; 16]) -> Vec<u8> {
     let mut msg = DOMAIN.to_vec();
     msg.extend_from_slice(method.as_bytes());
     msg.push(b'\n');
     msg.extend_from_slice(path.as_bytes());
     msg.push(b'\n');
-    msg.extend_from_slice(Digest::of(body).to_hex().as_bytes());
+    msg.extend_from_slice(body.to_hex().as_bytes());
     msg.push(b'\n');
     msg.extend_from_slice(ts.to_string().as_bytes());
     msg.push(b'\n');
@@ -74,13 +82,15 @@ pub fn sign(
     ts: u64,
     nonce: [u8; 16],
 ) -> String {
+    let digest = Digest::of(body);
     let sig = device
         .signing_key()
-        .sign(&message(method, path_and_query, body, ts, &nonce));
+        .sign(&message(method, path_and_query, &digest, ts, &nonce));
     format!(
-        "{SCHEME}device={}, ts={ts}, nonce={}, sig={}",
+        "{SCHEME}device={}, ts={ts}, nonce={}, body={}, sig={}",
         device.device_id(),
         hex::encode(nonce),
+        digest.to_hex(),
         hex::encode(sig.to_bytes())
     )
 }
@@ -92,6 +102,7 @@ impl RequestAuth {
             .strip_prefix(SCHEME)
             .ok_or(RequestAuthError::Missing)?;
         let (mut device, mut ts, mut nonce, mut sig) = (None, None, None, None);
+        let mut body = None;
         for part in rest.split(',') {
             let (key, value) = part
                 .trim()
@@ -121,6 +132,15 @@ impl RequestAuth {
                             .map_err(|_| RequestAuthError::Malformed("nonce"))?,
                     );
                 }
+                "body" => {
+                    let bytes =
+                        hex::decode(value).map_err(|_| RequestAuthError::Malformed("body"))?;
+                    body = Some(Digest::from_bytes(
+                        bytes
+                            .try_into()
+                            .map_err(|_| RequestAuthError::Malformed("body"))?,
+                    ));
+                }
                 "sig" => {
                     let bytes =
                         hex::decode(value).map_err(|_| RequestAuthError::Malformed("sig"))?;
@@ -138,7 +158,45 @@ impl RequestAuth {
             ts: ts.ok_or(RequestAuthError::Malformed("ts missing"))?,
             nonce: nonce.ok_or(RequestAuthError::Malformed("nonce missing"))?,
             signature: sig.ok_or(RequestAuthError::Malformed("sig missing"))?,
+            body,
         })
+    }
+
+    /// Whether the header declares the body's digest.
+    pub fn declares_body(&self) -> bool {
+        self.body.is_some()
+    }
+
+    /// Checks the signature from the headers alone, over the body digest
+    /// the header declares (before the body is read). The body must then
+    /// pass [`RequestAuth::verify`], which checks it against the digest.
+    pub fn verify_declared(
+        &self,
+        key: &VerifyingKey,
+        method: &str,
+        path_and_query: &str,
+    ) -> Result<(), RequestAuthError> {
+        let digest = self
+            .body
+            .ok_or(RequestAuthError::Malformed("body digest missing"))?;
+        self.verify_digest(key, method, path_and_query, &digest)
+    }
+
+    fn verify_digest(
+        &self,
+        key: &VerifyingKey,
+        method: &str,
+        path_and_query: &str,
+        digest: &Digest,
+    ) -> Result<(), RequestAuthError> {
+        if DeviceId::for_key(key) != self.device {
+            return Err(RequestAuthError::BadSignature);
+        }
+        key.verify_strict(
+            &message(method, path_and_query, digest, self.ts, &self.nonce),
+            &Signature::from_bytes(&self.signature),
+        )
+        .map_err(|_| RequestAuthError::BadSignature)
     }
 
     /// Checks the signature over this request with the device's key.
@@ -149,14 +207,11 @@ impl RequestAuth {
         path_and_query: &str,
         body: &[u8],
     ) -> Result<(), RequestAuthError> {
-        if DeviceId::for_key(key) != self.device {
+        let digest = Digest::of(body);
+        if self.body.is_some_and(|declared| declared != digest) {
             return Err(RequestAuthError::BadSignature);
         }
-        key.verify_strict(
-            &message(method, path_and_query, body, self.ts, &self.nonce),
-            &Signature::from_bytes(&self.signature),
-        )
-        .map_err(|_| RequestAuthError::BadSignature)
+        self.verify_digest(key, method, path_and_query, &digest)
     }
 }
 
@@ -195,6 +250,32 @@ mod tests {
                 Err(RequestAuthError::BadSignature)
             );
         }
+        // From the headers alone, then against the body read.
+        auth.verify_declared(&keys.verifying_key(), "POST", "/v1/teams/ab/envelopes")
+            .unwrap();
+        assert_eq!(
+            auth.verify_declared(&keys.verifying_key(), "POST", "/v1/teams/cd/envelopes"),
+            Err(RequestAuthError::BadSignature)
+        );
+        // A header that declares another body than it signed.
+        let forged = header.replace(
+            &format!("body={}", Digest::of(b"body").to_hex()),
+            &format!("body={}", Digest::of(b"bodY").to_hex()),
+        );
+        let forged = RequestAuth::parse(&forged).unwrap();
+        assert_eq!(
+            forged.verify_declared(&keys.verifying_key(), "POST", "/v1/teams/ab/envelopes"),
+            Err(RequestAuthError::BadSignature)
+        );
+        assert_eq!(
+            forged.verify(
+                &keys.verifying_key(),
+                "POST",
+                "/v1/teams/ab/envelopes",
+                b"bodY"
+            ),
+            Err(RequestAuthError::BadSignature)
+        );
         let other = DeviceKeys::generate();
         assert!(
             auth.verify(

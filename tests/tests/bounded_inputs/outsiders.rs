@@ -253,3 +253,62 @@ fn slow_clients_are_cut_off_and_a_real_request_still_gets_through() {
     println!("relay peak RSS under 120 slow clients: {before} -> {peak} MiB");
     assert!(peak < before + 64, "{peak} MiB");
 }
+
+/// A header that names a real device of a real team but whose signature
+/// is forged gets no further than its headers: the relay checks the
+/// signature over the body digest the header declares before it reads a
+/// byte of body. (Before: naming a device was enough to have a 16 MiB body
+/// read, and six such bodies filled the in-flight budget, so every team
+/// got 503 for the request timeout.)
+#[test]
+fn a_forged_header_naming_a_real_device_reads_no_body() {
+    let _alone = super::alone();
+    let relay = Relay::start();
+    let root = relay._dir.path();
+    let token = Command::new(binary("amana-relay"))
+        .args(["team-token", "--db"])
+        .arg(root.join("relay.sqlite"))
+        .output()
+        .unwrap();
+    assert!(token.status.success());
+    std::fs::write(root.join("token"), &token.stdout).unwrap();
+    let office = amana_e2e::field::Device::init(root, "office");
+    office.ok(&[
+        "team",
+        "create",
+        "--relay",
+        &format!("http://{}", relay.address),
+        "--token-file",
+        root.join("token").to_str().unwrap(),
+    ]);
+    let status = office.json(&["status"]);
+    let (device, team) = (
+        status["device"].as_str().unwrap().to_owned(),
+        status["team"].as_str().unwrap().to_owned(),
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let declared = 16 * 1024 * 1024 - 1;
+    let head = format!(
+        "POST /v1/teams/{team}/envelopes HTTP/1.1\r\nHost: relay\r\nContent-Type: application/vnd.amana.envelopes\r\nContent-Length: {declared}\r\nAuthorization: Amana device={device}, ts={now}, nonce={}, body={}, sig={}\r\n\r\n",
+        "00".repeat(16),
+        "11".repeat(32),
+        "22".repeat(64),
+    );
+    let before = relay.peak_mib();
+    let answers: Vec<String> = std::thread::scope(|s| {
+        let senders: Vec<_> = (0..20)
+            .map(|_| s.spawn(|| send(&relay.address, &head, 15 * 1024 * 1024)))
+            .collect();
+        senders.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let peak = relay.peak_mib();
+    println!("relay peak RSS: {before} MiB before, {peak} MiB after 20 forged 15 MiB bodies");
+    assert!(
+        answers.iter().all(|a| a.starts_with("HTTP/1.1 401")),
+        "{answers:?}"
+    );
+    assert!(peak < before + 48, "{peak} MiB (from {before} MiB)");
+}

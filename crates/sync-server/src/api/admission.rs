@@ -9,9 +9,10 @@
 //! 1. a declared `Content-Length` over the limit is refused at once
 //!    (413; routes open to anyone take at most [`OPEN_BODY_BYTES`]);
 //! 2. a body that may be large (declared over [`OPEN_BODY_BYTES`], or of
-//!    unknown length) must come with an Authorization header naming an
-//!    active device of the team, at a fresh time (the signature itself
-//!    covers the body, so it is checked once the body is read);
+//!    unknown length) must come with an Authorization header of an active
+//!    device of the team, at a fresh time, that declares the body's digest
+//!    and whose signature over it verifies (the body read is then checked
+//!    against the digest, and the nonce consumed, by the handler);
 //! 3. the body's bytes are reserved from the relay's in-flight budget
 //!    (`max_in_flight_bytes`), and a peer address has at most
 //!    `max_requests_per_peer` requests in flight; past either the answer is
@@ -140,9 +141,21 @@ pub(super) async fn admit(
             Err(e) => return closing(e.into_response()),
         };
         let headers = request.headers().clone();
+        let method = request.method().as_str().to_owned();
+        let target = request
+            .uri()
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
         let checked = {
             let state = state.clone();
-            blocking(move || state.authenticate_headers(team, &headers).map(drop)).await
+            blocking(move || {
+                let (auth, _, key) = state.authenticate_headers(team, &headers)?;
+                // The signature, over the digest the header declares: a
+                // device id learnt from traffic is not enough.
+                auth.verify_declared(&key, &method, &target)?;
+                Ok(())
+            })
+            .await
         };
         if let Err(e) = checked {
             return closing(e.into_response());
