@@ -13,8 +13,10 @@
 //!    device of the team, at a fresh time, that declares the body's digest
 //!    and whose signature over it verifies (the body read is then checked
 //!    against the digest, and the nonce consumed, by the handler);
-//! 3. the body's bytes are reserved from the relay's in-flight budget
-//!    (`max_in_flight_bytes`), and a peer address has at most
+//! 3. the body's bytes (or, for a page of envelopes, twice the page's byte
+//!    budget) are reserved from the relay's in-flight budget
+//!    (`max_in_flight_bytes`; the routes open to anyone have their own
+//!    [`OPEN_POOL_BYTES`]), and a peer address has at most
 //!    `max_requests_per_peer` requests in flight; past either the answer is
 //!    503 or 429, retry later.
 //!
@@ -34,6 +36,8 @@ use super::{ApiError, AppState, blocking, parse_team};
 
 /// Largest body of a route open to anyone (team creation, joining).
 pub const OPEN_BODY_BYTES: u64 = 64 * 1024;
+/// The in-flight budget of the routes open to anyone.
+pub const OPEN_POOL_BYTES: u64 = 8 * 1024 * 1024;
 /// The unit of the in-flight budget.
 const UNIT: u64 = 1024;
 
@@ -41,6 +45,9 @@ const UNIT: u64 = 1024;
 pub(super) struct Admission {
     bytes: Arc<Semaphore>,
     units: u64,
+    /// A pool of its own for the routes open to anyone, so that strangers
+    /// cannot take what team devices need.
+    open: Arc<Semaphore>,
     per_peer: Mutex<HashMap<IpAddr, u32>>,
     max_per_peer: u32,
 }
@@ -53,6 +60,7 @@ impl Admission {
                 units.min(Semaphore::MAX_PERMITS as u64) as usize
             )),
             units,
+            open: Arc::new(Semaphore::new((OPEN_POOL_BYTES / UNIT) as usize)),
             per_peer: Mutex::new(HashMap::new()),
             max_per_peer: max_requests_per_peer.max(1),
         }
@@ -180,23 +188,32 @@ pub(super) async fn admit(
         }
         None => None,
     };
+    // What the request may make the relay hold: its body, or for a page
+    // of envelopes the page's byte budget (read from storage, then encoded
+    // once more).
     let reserve = if has_body {
-        declared
-            .unwrap_or(limit)
-            .min(limit)
-            .div_ceil(UNIT)
-            .clamp(1, admission.units)
+        declared.unwrap_or(limit).min(limit)
+    } else if path.ends_with("/envelopes") && *request.method() == Method::GET {
+        let asked = request
+            .uri()
+            .query()
+            .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("max_bytes=")))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(u64::MAX);
+        asked.min(limits.max_page_bytes as u64).saturating_mul(2)
     } else {
         0
     };
-    let _bytes: Option<OwnedSemaphorePermit> = if reserve == 0 {
+    let pool = if team.is_some() {
+        &admission.bytes
+    } else {
+        &admission.open
+    };
+    let units = reserve.div_ceil(UNIT).min(admission.units) as u32;
+    let _bytes: Option<OwnedSemaphorePermit> = if units == 0 {
         None
     } else {
-        match admission
-            .bytes
-            .clone()
-            .try_acquire_many_owned(reserve as u32)
-        {
+        match pool.clone().try_acquire_many_owned(units) {
             Ok(permit) => Some(permit),
             Err(_) => {
                 return refuse(

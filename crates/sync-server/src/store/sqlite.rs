@@ -172,11 +172,9 @@ impl RelayStore for SqliteStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(backend)?;
-        if team_exists(&tx, team).is_ok() {
-            return Err(StoreError::TeamExists(team));
-        }
+        // The token first: without one, nobody learns whether a team id
+        // exists. Consumed with the team, or not at all.
         if let Some(hash) = token {
-            // Consumed with the team, or not at all.
             let used = tx
                 .execute(
                     "UPDATE team_tokens SET used_at = ?2
@@ -187,6 +185,9 @@ impl RelayStore for SqliteStore {
             if used != 1 {
                 return Err(StoreError::TeamTokenInvalid);
             }
+        }
+        if team_exists(&tx, team).is_ok() {
+            return Err(StoreError::TeamExists(team));
         }
         let count: i64 = tx
             .query_row("SELECT COUNT(*) FROM teams", [], |r| r.get(0))
