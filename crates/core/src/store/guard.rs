@@ -122,16 +122,27 @@ pub(super) struct Attempt {
     dir: PathBuf,
     /// The count before this attempt.
     before: Lockout,
-    _lock: File,
+    _lock: Option<File>,
 }
 
 /// Begins an unlock of `dir`: waits for any other unlock of it to end,
 /// wipes if earlier attempts already reached the limit (one killed before
 /// it could wipe), and counts this one.
 pub(super) fn begin_attempt(dir: &Path) -> Result<Attempt, StoreError> {
-    let lock = super::private_file(&dir.join(UNLOCK_LOCK))?;
-    lock.lock()?;
     let before = lockout(dir);
+    // Without a limit, a directory that cannot hold the lock (read-only,
+    // or a file system without locks) must not keep the officer out; with
+    // one, an unlock that cannot be serialised and counted would bypass it.
+    let lock = match super::private_file(&dir.join(UNLOCK_LOCK)).and_then(|f| {
+        f.lock()?;
+        Ok(f)
+    }) {
+        Ok(lock) => Some(lock),
+        Err(_) if before.wipe_after.is_none() => None,
+        Err(e) => return Err(e),
+    };
+    // Read again under the lock: another unlock may have just counted.
+    let before = if lock.is_some() { lockout(dir) } else { before };
     if before.remaining() == Some(0) {
         let report = wipe::wipe(dir);
         return Err(StoreError::LockedOut {
@@ -162,8 +173,9 @@ impl Attempt {
     /// at which the keystore has refused it and the wipe has not begun
     /// (the price: a successful unlock runs scrypt twice, as a failed one
     /// always did). Every answer costs both runs, so the time does not
-    /// tell a duress passphrase from a typo. Returns the opened keys, or the error to show, which
-    /// is the same for a typo and for the duress wipe.
+    /// tell a duress passphrase from a typo. Returns the opened keys, or
+    /// the error to show, which is the same for a typo and for the duress
+    /// wipe.
     pub(super) fn try_passphrase(
         self,
         keystore_bytes: &[u8],

@@ -135,6 +135,27 @@ pub(super) async fn admit(
             format!("the request body is over the {limit}-byte limit; send smaller batches"),
         );
     }
+    // The peer's place first: its header checks (a database read, a
+    // signature) are work too.
+    let admission = &state.admission;
+    let _peer = match request.extensions().get::<ConnectInfo<SocketAddr>>() {
+        Some(ConnectInfo(peer)) => {
+            let peer = peer.ip();
+            let mut peers = admission.per_peer.lock().unwrap_or_else(|p| p.into_inner());
+            let n = peers.entry(peer).or_insert(0);
+            if *n >= admission.max_per_peer {
+                drop(peers);
+                return refuse(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_from_peer",
+                    "too many requests in flight from this address; wait and retry",
+                );
+            }
+            *n += 1;
+            Some(PeerSlot { admission, peer })
+        }
+        None => None,
+    };
     let may_be_large = has_body && declared.is_none_or(|n| n > OPEN_BODY_BYTES);
     if may_be_large {
         let Some(team) = team else {
@@ -169,25 +190,6 @@ pub(super) async fn admit(
             return closing(e.into_response());
         }
     }
-    let admission = &state.admission;
-    let _peer = match request.extensions().get::<ConnectInfo<SocketAddr>>() {
-        Some(ConnectInfo(peer)) => {
-            let peer = peer.ip();
-            let mut peers = admission.per_peer.lock().unwrap_or_else(|p| p.into_inner());
-            let n = peers.entry(peer).or_insert(0);
-            if *n >= admission.max_per_peer {
-                drop(peers);
-                return refuse(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_from_peer",
-                    "too many requests in flight from this address; wait and retry",
-                );
-            }
-            *n += 1;
-            Some(PeerSlot { admission, peer })
-        }
-        None => None,
-    };
     // What the request may make the relay hold: its body, or for a page
     // of envelopes the page's byte budget (read from storage, then encoded
     // once more).
