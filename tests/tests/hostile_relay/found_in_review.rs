@@ -447,19 +447,7 @@ fn a_change_built_on_a_refused_one_is_refused_after_one_retry_and_the_chain_goes
     let (mut w, mut office, mut a) = team_with_three_envelopes();
     w.sync(&mut office).unwrap();
     let case_of_a = a.cases().unwrap()[0].case.case_id;
-    let referral = amana_core::case::Referral {
-        id: amana_core::case::new_item_id(),
-        service_type: "mhpss".parse().unwrap(),
-        recipient: "community_police".parse().unwrap(),
-        organisation: amana_core::case::OrgCode::new("POL-01").unwrap(),
-        date: chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
-        accompanied: false,
-        status: amana_core::case::codes::ReferralStatus::Referred,
-        consent_override: Some(amana_core::case::ConsentOverride {
-            reason: amana_core::case::ShortText::new("no reason").unwrap(),
-            staff_code: amana_core::case::StaffCode::new("QAY-FO-07").unwrap(),
-        }),
-    };
+    let referral = crate::referral_with_override();
     // A build that thinks it is an office device.
     a.edit_case(case_of_a, |doc| {
         doc.add_referral(&referral, Role::Office).map(Some)

@@ -44,6 +44,24 @@ pub(crate) fn team_with_three_envelopes() -> (World, DeviceStore, DeviceStore) {
     (w, office, a)
 }
 
+/// A referral with a consent override: an office decision, which a field
+/// device's build may not make.
+pub(crate) fn referral_with_override() -> amana_core::case::Referral {
+    amana_core::case::Referral {
+        id: amana_core::case::new_item_id(),
+        service_type: "mhpss".parse().unwrap(),
+        recipient: "community_police".parse().unwrap(),
+        organisation: amana_core::case::OrgCode::new("POL-01").unwrap(),
+        date: chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+        accompanied: false,
+        status: amana_core::case::codes::ReferralStatus::Referred,
+        consent_override: Some(amana_core::case::ConsentOverride {
+            reason: amana_core::case::ShortText::new("no reason").unwrap(),
+            staff_code: amana_core::case::StaffCode::new("QAY-FO-07").unwrap(),
+        }),
+    }
+}
+
 fn assert_alarm(result: &Result<amana_core::sync::SyncReport, SyncError>) {
     match result {
         Err(e) => assert!(e.is_integrity_alarm(), "not an alarm: {e}"),

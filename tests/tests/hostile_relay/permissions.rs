@@ -70,22 +70,7 @@ fn every_reader_checks_each_change_against_its_authors_role() {
     // told it is an office device.
     let mut with_override = None;
     a.edit_case(case_of_a, |doc| {
-        let change = doc.add_referral(
-            &amana_core::case::Referral {
-                id: amana_core::case::new_item_id(),
-                service_type: "mhpss".parse().unwrap(),
-                recipient: "community_police".parse().unwrap(),
-                organisation: amana_core::case::OrgCode::new("POL-01").unwrap(),
-                date: chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
-                accompanied: false,
-                status: amana_core::case::codes::ReferralStatus::Referred,
-                consent_override: Some(amana_core::case::ConsentOverride {
-                    reason: amana_core::case::ShortText::new("no reason").unwrap(),
-                    staff_code: amana_core::case::StaffCode::new("QAY-FO-07").unwrap(),
-                }),
-            },
-            Role::Office,
-        )?;
+        let change = doc.add_referral(&referral_with_override(), Role::Office)?;
         with_override = Some(change.clone());
         Ok(Some(change))
     })

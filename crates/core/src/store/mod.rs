@@ -334,6 +334,25 @@ impl DeviceStore {
         meta_in(&self.conn, &self.sealer, name)
     }
 
+    /// The fixed-size records of a meta entry (none if it is absent), each
+    /// read by `parse` from a [`Record`]; an entry that is not a whole
+    /// number of records is corrupt (`what` names it in the error).
+    pub(crate) fn meta_records<T>(
+        &self,
+        name: &'static str,
+        len: usize,
+        what: &str,
+        parse: impl Fn(Record<'_>) -> T,
+    ) -> Result<Vec<T>, StoreError> {
+        let Some(bytes) = self.meta(name)? else {
+            return Ok(Vec::new());
+        };
+        if bytes.len() % len != 0 {
+            return Err(StoreError::Corrupt(format!("{what} unreadable")));
+        }
+        Ok(bytes.chunks_exact(len).map(|c| parse(Record(c))).collect())
+    }
+
     pub(crate) fn remove_meta(&mut self, name: &str) -> Result<(), StoreError> {
         self.conn
             .execute("DELETE FROM meta WHERE name = ?1", params![name])?;
@@ -505,6 +524,44 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
     }
     Ok(())
+}
+
+/// One fixed-size record of a meta entry ([`DeviceStore::meta_records`]):
+/// fields read at offsets the caller's layout fixes.
+#[derive(Clone, Copy)]
+pub(crate) struct Record<'a>(&'a [u8]);
+
+impl Record<'_> {
+    fn array<const N: usize>(&self, at: usize) -> [u8; N] {
+        let mut out = [0u8; N];
+        out.copy_from_slice(&self.0[at..at + N]);
+        out
+    }
+
+    /// A device id at `at`.
+    pub(crate) fn device(&self, at: usize) -> crate::ids::DeviceId {
+        crate::ids::DeviceId::from_bytes(self.array(at))
+    }
+
+    /// A digest at `at`.
+    pub(crate) fn digest(&self, at: usize) -> crate::ids::Digest {
+        crate::ids::Digest::from_bytes(self.array(at))
+    }
+
+    /// 16 raw bytes at `at`.
+    pub(crate) fn bytes16(&self, at: usize) -> [u8; 16] {
+        self.array(at)
+    }
+
+    /// A big-endian u64 at `at`.
+    pub(crate) fn u64(&self, at: usize) -> u64 {
+        u64::from_be_bytes(self.array(at))
+    }
+
+    /// A big-endian u32 at `at`.
+    pub(crate) fn u32(&self, at: usize) -> u32 {
+        u32::from_be_bytes(self.array(at))
+    }
 }
 
 /// Opens `path` for writing without truncating it, creating it readable

@@ -118,22 +118,10 @@ impl DeviceStore {
     }
 
     fn witnessed(&self) -> Result<BTreeMap<DeviceId, (u64, Digest)>, StoreError> {
-        let Some(plain) = self.meta(WITNESSED)? else {
-            return Ok(BTreeMap::new());
-        };
-        let bad = || StoreError::Corrupt("witnessed heads unreadable".into());
-        if plain.len() % 56 != 0 {
-            return Err(bad());
-        }
-        plain
-            .chunks_exact(56)
-            .map(|c| {
-                let device = DeviceId::from_slice(&c[..16]).map_err(|_| bad())?;
-                let seq = u64::from_be_bytes(c[16..24].try_into().map_err(|_| bad())?);
-                let id = Digest::from_slice(&c[24..]).map_err(|_| bad())?;
-                Ok((device, (seq, id)))
-            })
-            .collect()
+        let heads = self.meta_records(WITNESSED, 56, "witnessed heads", |r| {
+            (r.device(0), (r.u64(16), r.digest(24)))
+        })?;
+        Ok(heads.into_iter().collect())
     }
 }
 

@@ -156,24 +156,9 @@ pub fn acknowledge(
 
 /// Acknowledgements this admin device has made and not yet sent.
 pub(crate) fn pending_acks(store: &DeviceStore) -> Result<Vec<(DeviceId, AlarmId)>, StoreError> {
-    let Some(bytes) = store.meta(PENDING_ACKS)? else {
-        return Ok(Vec::new());
-    };
-    if bytes.len() % 32 != 0 {
-        return Err(StoreError::Corrupt(
-            "pending acknowledgements unreadable".into(),
-        ));
-    }
-    Ok(bytes
-        .chunks_exact(32)
-        .map(|c| {
-            let mut device = [0u8; 16];
-            device.copy_from_slice(&c[..16]);
-            let mut id = [0u8; 16];
-            id.copy_from_slice(&c[16..]);
-            (DeviceId::from_bytes(device), AlarmId(id))
-        })
-        .collect())
+    store.meta_records(PENDING_ACKS, 32, "pending acknowledgements", |r| {
+        (r.device(0), AlarmId(r.bytes16(16)))
+    })
 }
 
 pub(crate) fn set_pending_acks(

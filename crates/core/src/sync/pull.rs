@@ -67,25 +67,9 @@ struct Rewinds {
 
 impl Rewinds {
     fn load(store: &DeviceStore, now: u64) -> Result<Self, StoreError> {
-        let tried = match store.meta(REWOUND)? {
-            None => Vec::new(),
-            Some(bytes) => {
-                let bad = || StoreError::Corrupt("rewind records unreadable".into());
-                if bytes.len() % 32 != 0 {
-                    return Err(bad());
-                }
-                bytes
-                    .chunks_exact(32)
-                    .map(|c| {
-                        Ok((
-                            DeviceId::from_slice(&c[..16]).map_err(|_| bad())?,
-                            u64::from_be_bytes(c[16..24].try_into().map_err(|_| bad())?),
-                            u64::from_be_bytes(c[24..].try_into().map_err(|_| bad())?),
-                        ))
-                    })
-                    .collect::<Result<_, StoreError>>()?
-            }
-        };
+        let tried = store.meta_records(REWOUND, 32, "rewind records", |r| {
+            (r.device(0), r.u64(16), r.u64(24))
+        })?;
         Ok(Rewinds {
             pending: read_u64(store, REWIND)?,
             from: None,
@@ -916,23 +900,9 @@ const DOUBTS: &str = "roster_doubts";
 type Doubt = (DeviceId, u64, u32);
 
 fn read_doubts(store: &DeviceStore) -> Result<Vec<Doubt>, StoreError> {
-    let Some(bytes) = store.meta(DOUBTS)? else {
-        return Ok(Vec::new());
-    };
-    let bad = || StoreError::Corrupt("roster doubts unreadable".into());
-    if bytes.len() % 28 != 0 {
-        return Err(bad());
-    }
-    bytes
-        .chunks_exact(28)
-        .map(|c| {
-            Ok((
-                DeviceId::from_slice(&c[..16]).map_err(|_| bad())?,
-                u64::from_be_bytes(c[16..24].try_into().map_err(|_| bad())?),
-                u32::from_be_bytes(c[24..].try_into().map_err(|_| bad())?),
-            ))
-        })
-        .collect()
+    store.meta_records(DOUBTS, 28, "roster doubts", |r| {
+        (r.device(0), r.u64(16), r.u32(24))
+    })
 }
 
 fn encode_doubts(doubts: &[Doubt]) -> Vec<u8> {
@@ -1125,22 +1095,10 @@ fn read_cursors(
     store: &DeviceStore,
     name: &'static str,
 ) -> Result<BTreeMap<DeviceId, u64>, StoreError> {
-    let Some(bytes) = store.meta(name)? else {
-        return Ok(BTreeMap::new());
-    };
-    let bad = || StoreError::Corrupt(format!("{name} unreadable"));
-    if bytes.len() % 24 != 0 {
-        return Err(bad());
-    }
-    bytes
-        .chunks_exact(24)
-        .map(|c| {
-            Ok((
-                DeviceId::from_slice(&c[..16]).map_err(|_| bad())?,
-                u64::from_be_bytes(c[16..].try_into().map_err(|_| bad())?),
-            ))
-        })
-        .collect()
+    Ok(store
+        .meta_records(name, 24, name, |r| (r.device(0), r.u64(16)))?
+        .into_iter()
+        .collect())
 }
 
 fn encode_cursors(map: &BTreeMap<DeviceId, u64>) -> Vec<u8> {

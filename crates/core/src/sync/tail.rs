@@ -221,50 +221,27 @@ impl Views {
 
 /// What this device knows of every log (for `amana team devices`).
 pub fn log_views(store: &DeviceStore) -> Result<BTreeMap<DeviceId, LogView>, StoreError> {
-    let Some(bytes) = store.meta(VIEWS)? else {
-        return Ok(BTreeMap::new());
-    };
-    let bad = || StoreError::Corrupt("log views unreadable".into());
-    if bytes.len() % VIEW_LEN != 0 {
-        return Err(bad());
-    }
-    bytes
-        .chunks_exact(VIEW_LEN)
-        .map(|c| {
-            let n = |i: usize| {
-                u64::from_be_bytes(c[16 + i * 8..24 + i * 8].try_into().expect("8 bytes"))
-            };
-            Ok((
-                DeviceId::from_slice(&c[..16]).map_err(|_| bad())?,
-                LogView {
-                    sealed_at: n(0),
-                    pulled_at: n(1),
-                    witnessed: n(2),
-                    sees_me: n(3),
-                    relay: n(4),
-                    behind_since: n(5),
-                },
-            ))
-        })
-        .collect()
+    let views = store.meta_records(VIEWS, VIEW_LEN, "log views", |r| {
+        let n = |i: usize| r.u64(16 + i * 8);
+        (
+            r.device(0),
+            LogView {
+                sealed_at: n(0),
+                pulled_at: n(1),
+                witnessed: n(2),
+                sees_me: n(3),
+                relay: n(4),
+                behind_since: n(5),
+            },
+        )
+    })?;
+    Ok(views.into_iter().collect())
 }
 
 fn own_receipts(store: &DeviceStore) -> Result<Vec<(u64, u64)>, StoreError> {
-    let Some(bytes) = store.meta(OWN_RECEIPTS)? else {
-        return Ok(Vec::new());
-    };
-    if bytes.len() % 16 != 0 {
-        return Err(StoreError::Corrupt("own receipt times unreadable".into()));
-    }
-    Ok(bytes
-        .chunks_exact(16)
-        .map(|c| {
-            (
-                u64::from_be_bytes(c[..8].try_into().expect("8 bytes")),
-                u64::from_be_bytes(c[8..].try_into().expect("8 bytes")),
-            )
-        })
-        .collect())
+    store.meta_records(OWN_RECEIPTS, 16, "own receipt times", |r| {
+        (r.u64(0), r.u64(8))
+    })
 }
 
 fn write_own_receipts(store: &mut DeviceStore, list: &[(u64, u64)]) -> Result<(), StoreError> {

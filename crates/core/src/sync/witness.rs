@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 
 use super::SyncError;
 use crate::envelope::seal::Witness;
-use crate::ids::{DeviceId, Digest};
+use crate::ids::DeviceId;
 use crate::store::{DeviceStore, PeerHead, StoreError};
 
 /// Meta entry: witness claims not yet settled.
@@ -50,26 +50,14 @@ pub(super) struct Witnesses {
 impl Witnesses {
     /// The claims a previous pull left unsettled.
     pub(super) fn load(store: &DeviceStore) -> Result<Self, StoreError> {
-        let Some(bytes) = store.meta(CLAIMS)? else {
-            return Ok(Witnesses::default());
-        };
-        let bad = || StoreError::Corrupt("witness claims unreadable".into());
-        if bytes.len() % CLAIM_LEN != 0 {
-            return Err(bad());
-        }
-        let ahead = bytes
-            .chunks_exact(CLAIM_LEN)
-            .map(|c| {
-                Ok(Claim {
-                    author: DeviceId::from_slice(&c[..16]).map_err(|_| bad())?,
-                    witness: Witness {
-                        device: DeviceId::from_slice(&c[16..32]).map_err(|_| bad())?,
-                        seq: u64::from_be_bytes(c[32..40].try_into().map_err(|_| bad())?),
-                        id: Digest::from_slice(&c[40..]).map_err(|_| bad())?,
-                    },
-                })
-            })
-            .collect::<Result<_, StoreError>>()?;
+        let ahead = store.meta_records(CLAIMS, CLAIM_LEN, "witness claims", |r| Claim {
+            author: r.device(0),
+            witness: Witness {
+                device: r.device(16),
+                seq: r.u64(32),
+                id: r.digest(40),
+            },
+        })?;
         Ok(Witnesses { ahead })
     }
 
