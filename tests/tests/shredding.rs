@@ -164,9 +164,13 @@ fn a_shredded_case_is_unrecoverable_everywhere_and_nothing_else_is_lost() {
     let report_a = w.sync(&mut a).unwrap();
     assert_eq!(report_a.cases_shredded, 1);
     assert_eq!(report_a.epochs_retired, 1);
+    // Forgetting reaches the disk: the store was re-keyed, nothing owed.
+    assert!(report_a.store_rekeyed);
+    assert!(!a.rekey_owed().unwrap());
     let report_b = w.sync(&mut b).unwrap();
     assert_eq!(report_b.republished, 1, "the change to the kept case");
     assert_eq!(report_b.epochs_retired, 1);
+    assert!(report_b.store_rekeyed);
     for store in [&mut volunteer, &mut a, &mut office] {
         w.sync(store).unwrap();
     }

@@ -1,7 +1,7 @@
 //! Device identities and team epoch keys.
 //!
 //! A device holds an Ed25519 signing key (its identity; the device id is
-//! derived from the public half) and a random storage key that protects its
+//! derived from the public half) and random storage keys that protect its
 //! device store, both in the keystore; and short-lived age X25519
 //! identities that receive epoch keys ([`receiving`]), in the device store.
 //! None of these types is `Clone`, none prints its secret in `Debug`, and
@@ -33,13 +33,32 @@ fn secret_of(identity: &age::x25519::Identity) -> Zeroizing<Vec<u8>> {
     Zeroizing::new(identity.to_string().expose_secret().as_bytes().to_vec())
 }
 
-/// Length of the device storage key.
+/// Length of each device storage key.
 pub const STORAGE_KEY_LEN: usize = 32;
+
+/// The two keys of the device store: one seals values, one makes lookup
+/// keys. The sealing key is replaced at every re-key (a forgetting rotation,
+/// a passphrase change); the index key stays, since row keys are made from
+/// it (`docs/device-store.md`, "Re-keying").
+#[cfg_attr(not(feature = "client"), allow(dead_code))]
+pub(crate) struct StorageKeys {
+    pub(crate) seal: Zeroizing<[u8; STORAGE_KEY_LEN]>,
+    pub(crate) index: Zeroizing<[u8; STORAGE_KEY_LEN]>,
+}
+
+impl StorageKeys {
+    fn generate() -> Self {
+        Self {
+            seal: Zeroizing::new(crate::random::bytes()),
+            index: Zeroizing::new(crate::random::bytes()),
+        }
+    }
+}
 
 /// The secret keys of one device.
 pub struct DeviceKeys {
     signing: SigningKey,
-    storage_key: Zeroizing<[u8; STORAGE_KEY_LEN]>,
+    storage: StorageKeys,
 }
 
 impl DeviceKeys {
@@ -48,16 +67,30 @@ impl DeviceKeys {
         let seed = Zeroizing::new(crate::random::bytes::<32>());
         Self {
             signing: SigningKey::from_bytes(&seed),
-            storage_key: Zeroizing::new(crate::random::bytes()),
+            storage: StorageKeys::generate(),
         }
     }
 
     /// Rebuilds a device identity from its parts (used by the keystore).
     #[cfg(feature = "client")]
-    pub(crate) fn from_parts(signing_seed: &[u8; 32], storage_key: &[u8; STORAGE_KEY_LEN]) -> Self {
+    pub(crate) fn from_parts(signing_seed: &[u8; 32], storage: StorageKeys) -> Self {
         Self {
             signing: SigningKey::from_bytes(signing_seed),
-            storage_key: Zeroizing::new(*storage_key),
+            storage,
+        }
+    }
+
+    /// The same identity and index key with a new random sealing key: what
+    /// a re-key of the device store seals under.
+    #[cfg(feature = "client")]
+    pub(crate) fn with_new_sealing_key(&self) -> Self {
+        let seed = Zeroizing::new(self.signing.to_bytes());
+        Self {
+            signing: SigningKey::from_bytes(&seed),
+            storage: StorageKeys {
+                seal: Zeroizing::new(crate::random::bytes()),
+                index: Zeroizing::new(*self.storage.index),
+            },
         }
     }
 
@@ -76,8 +109,8 @@ impl DeviceKeys {
     }
 
     #[cfg_attr(not(feature = "client"), allow(dead_code))]
-    pub(crate) fn storage_key(&self) -> &[u8; STORAGE_KEY_LEN] {
-        &self.storage_key
+    pub(crate) fn storage(&self) -> &StorageKeys {
+        &self.storage
     }
 }
 

@@ -282,7 +282,7 @@ pub(super) fn case_key(sealer: &super::Sealer, id: CaseId) -> Vec<u8> {
 }
 
 /// The sealing table of case views (beside their documents in `cases`).
-const VIEWS: &str = "case_views";
+pub(super) const VIEWS: &str = "case_views";
 
 /// A case's document, opened, if this device holds it.
 fn load_sealed(

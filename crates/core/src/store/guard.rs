@@ -175,12 +175,12 @@ impl Attempt {
     /// always did). Every answer costs both runs, so the time does not
     /// tell a duress passphrase from a typo. Returns the opened keys, or
     /// the error to show, which is the same for a typo and for the duress
-    /// wipe.
+    /// wipe. The flag says whether the keystore is of version 2.
     pub(super) fn try_passphrase(
         self,
         keystore_bytes: &[u8],
         passphrase: &Passphrase,
-    ) -> Result<crate::keys::DeviceKeys, StoreError> {
+    ) -> Result<(crate::keys::DeviceKeys, bool), StoreError> {
         let counted = Lockout {
             failures: self.before.failures.saturating_add(1),
             ..self.before
@@ -196,7 +196,7 @@ impl Attempt {
             let _ = keystore::open(keystore_bytes, passphrase);
             return Err(typo);
         }
-        match keystore::open(keystore_bytes, passphrase) {
+        match keystore::open_versioned(keystore_bytes, passphrase) {
             Ok(keys) => {
                 // Taking the count back is a courtesy; a read-only
                 // directory must not keep the officer out.
@@ -246,7 +246,7 @@ mod tests {
     #[test]
     fn every_device_has_a_slot_that_opens_with_nothing_until_set() {
         let dir = tempfile::tempdir().unwrap();
-        let store = device(dir.path());
+        let mut store = device(dir.path());
         assert!(dir.path().join(GUARD_FILE).exists());
         assert!(!is_duress(dir.path(), &pass("the real one")));
         assert!(matches!(

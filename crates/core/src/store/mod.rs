@@ -17,6 +17,7 @@ mod migrate;
 mod pull;
 pub mod quarantine;
 mod receiving;
+pub mod rekey;
 pub(crate) mod sealer;
 pub mod shred;
 mod sync_state;
@@ -96,6 +97,11 @@ pub enum StoreError {
         "that is this device's duress passphrase, which wipes it; choose another. Nothing was changed"
     )]
     PassphraseIsDuress,
+    /// Another process has the store open, and this needs it alone.
+    #[error(
+        "another amana command has this device open; let it finish (or close it), then try again. Nothing was changed"
+    )]
+    InUse,
     /// The database is damaged or does not belong to this keystore.
     #[error(
         "the device store is damaged: {0}. Nothing was changed; restore it from the office (re-enrol and sync)"
@@ -168,6 +174,13 @@ pub struct DeviceStore {
     keys: DeviceKeys,
     sealer: Sealer,
     dir: PathBuf,
+    /// Held shared while open ([`rekey`]); `None` where the directory
+    /// cannot hold a lock.
+    lock: Option<fs::File>,
+    /// What the keystore is sealed to and at what cost, to seal it again
+    /// when the store re-keys itself.
+    passphrase: Passphrase,
+    work: WorkFactor,
 }
 
 impl std::fmt::Debug for DeviceStore {
@@ -194,8 +207,9 @@ impl DeviceStore {
         create_private_dir(dir)?;
         let sealed_keys = keystore::seal(&keys, passphrase, work)?;
         let decoy = guard::seal_slot(None, work)?;
-        let sealer = Sealer::new(keys.storage_key());
-        let mut store = Self::open_db(dir, keys, sealer, true)?;
+        let sealer = Sealer::new(keys.storage());
+        let lock = rekey::lock_shared(dir)?;
+        let mut store = Self::open_db(dir, keys, sealer, true, lock, passphrase, work)?;
         store.put_meta("store_check", STORE_CHECK)?;
         store.add_receiving_key(&crate::keys::ReceivingKey::generate(0))?;
         guard::write_secrets(dir, Some(&sealed_keys), Some(&decoy))?;
@@ -205,7 +219,16 @@ impl DeviceStore {
     /// Opens the device in `dir` with `passphrase`. A wrong passphrase is
     /// counted, and may wipe the device (the duress passphrase, or the
     /// configured limit of failures): see [`guard`].
+    ///
+    /// A store that owes a re-key (a forgetting step that found it busy,
+    /// or a version-2 keystore) re-keys here.
     pub fn unlock(dir: &Path, passphrase: &Passphrase) -> Result<DeviceStore, StoreError> {
+        if !dir.join(KEYSTORE_FILE).exists() {
+            return Err(StoreError::NotInitialised(dir.to_owned()));
+        }
+        // Under the lock, so that a re-key elsewhere cannot replace the
+        // keystore between this read and the database's.
+        let lock = rekey::lock_shared(dir)?;
         let keystore_bytes = match fs::read(dir.join(KEYSTORE_FILE)) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -213,18 +236,27 @@ impl DeviceStore {
             }
             Err(e) => return Err(e.into()),
         };
-        let keys = guard::begin_attempt(dir)?.try_passphrase(&keystore_bytes, passphrase)?;
+        let (keys, one_storage_key) =
+            guard::begin_attempt(dir)?.try_passphrase(&keystore_bytes, passphrase)?;
         if !dir.join(DATABASE_FILE).exists() {
             return Err(StoreError::Corrupt("the database file is missing".into()));
         }
-        let sealer = Sealer::new(keys.storage_key());
-        let store = Self::open_db(dir, keys, sealer, false)?;
+        let sealer = Sealer::new(keys.storage());
+        let work = keystore::work_factor(&keystore_bytes);
+        let mut store = Self::open_db(dir, keys, sealer, false, lock, passphrase, work)?;
         match store.meta("store_check")? {
-            Some(value) if value.as_slice() == STORE_CHECK => Ok(store),
-            _ => Err(StoreError::Corrupt(
-                "the database does not belong to this keystore".into(),
-            )),
+            Some(value) if value.as_slice() == STORE_CHECK => {}
+            _ => {
+                return Err(StoreError::Corrupt(
+                    "the database does not belong to this keystore".into(),
+                ));
+            }
         }
+        if one_storage_key {
+            store.put_meta(rekey::OWED, &[])?;
+        }
+        store.settle_rekey()?;
+        Ok(store)
     }
 
     #[cfg(test)]
@@ -233,8 +265,18 @@ impl DeviceStore {
         keys: DeviceKeys,
     ) -> Result<Self, StoreError> {
         create_private_dir(dir)?;
-        let sealer = Sealer::plaintext_for_tests(keys.storage_key());
-        Self::open_db(dir, keys, sealer, true)
+        let sealer = Sealer::plaintext_for_tests(keys.storage());
+        let lock = rekey::lock_shared(dir)?;
+        let passphrase = Passphrase::random();
+        Self::open_db(
+            dir,
+            keys,
+            sealer,
+            true,
+            lock,
+            &passphrase,
+            WorkFactor::Fixed(1),
+        )
     }
 
     fn open_db(
@@ -242,7 +284,26 @@ impl DeviceStore {
         keys: DeviceKeys,
         sealer: Sealer,
         create: bool,
+        lock: Option<fs::File>,
+        passphrase: &Passphrase,
+        work: WorkFactor,
     ) -> Result<Self, StoreError> {
+        let mut store = DeviceStore {
+            conn: Self::connect(dir, create)?,
+            keys,
+            sealer,
+            dir: dir.to_owned(),
+            lock,
+            passphrase: passphrase.duplicate(),
+            work,
+        };
+        migrate::run(&mut store.conn)?;
+        Ok(store)
+    }
+
+    /// Opens the database file of `dir` (creating it if asked), checked
+    /// and set up for durable writes.
+    fn connect(dir: &Path, create: bool) -> Result<Connection, StoreError> {
         let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         if create {
             flags |= OpenFlags::SQLITE_OPEN_CREATE;
@@ -262,14 +323,7 @@ impl DeviceStore {
              PRAGMA secure_delete = ON;
              PRAGMA foreign_keys = ON;",
         )?;
-        let mut store = DeviceStore {
-            conn,
-            keys,
-            sealer,
-            dir: dir.to_owned(),
-        };
-        migrate::run(&mut store.conn)?;
-        Ok(store)
+        Ok(conn)
     }
 
     /// The device keys.
@@ -282,15 +336,22 @@ impl DeviceStore {
         &self.dir
     }
 
-    /// Re-protects the keystore with a new passphrase (the store's data is
-    /// sealed with the storage key inside the keystore, so it stays as is;
-    /// `docs/device-store.md` says why the storage key is not changed).
-    pub fn change_passphrase(&self, new: &Passphrase, work: WorkFactor) -> Result<(), StoreError> {
+    /// Re-protects the keystore with a new passphrase, and re-keys the
+    /// store ([`rekey`]): nothing the files held under the old passphrase
+    /// opens with the new one, or with any key the device keeps.
+    pub fn change_passphrase(
+        &mut self,
+        new: &Passphrase,
+        work: WorkFactor,
+    ) -> Result<(), StoreError> {
         if guard::is_duress(&self.dir, new) {
             return Err(StoreError::PassphraseIsDuress);
         }
-        let sealed = keystore::seal(&self.keys, new, work)?;
-        guard::write_secrets(&self.dir, Some(&sealed), None)
+        match self.rekey(Some((new, work))) {
+            Ok(()) => Ok(()),
+            Err(rekey::NotNow::Busy) => Err(StoreError::InUse),
+            Err(rekey::NotNow::Failed(e)) => Err(e),
+        }
     }
 
     /// Sets the duress passphrase: typed at the unlock prompt, it wipes the

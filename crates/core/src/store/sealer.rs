@@ -1,20 +1,19 @@
 //! Column sealing: how every payload in the device store is encrypted.
 //!
-//! Two keys are derived from the device's random storage key with
-//! HKDF-SHA256: a sealing key for XChaCha20-Poly1305 and an index key for
-//! HMAC-SHA256 lookup keys. A sealed value is `nonce 24 ‖ ciphertext`, the
+//! The device's two random storage keys (in the keystore): a sealing key
+//! for XChaCha20-Poly1305 and an index key for HMAC-SHA256 lookup keys. A sealed value is `nonce 24 ‖ ciphertext`, the
 //! plaintext padded first (so sizes leak little), and the associated data
 //! names the table and row, so a sealed value moved to another row or
 //! table fails to open.
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use super::StoreError;
+use crate::keys::StorageKeys;
 use crate::padding;
 
 const NONCE_LEN: usize = 24;
@@ -29,16 +28,10 @@ pub(crate) struct Sealer {
 }
 
 impl Sealer {
-    pub(crate) fn new(storage_key: &[u8; 32]) -> Self {
-        let hk = Hkdf::<Sha256>::new(None, storage_key);
-        let mut seal_key = Zeroizing::new([0u8; 32]);
-        let mut index_key = Zeroizing::new([0u8; 32]);
-        // 32-byte outputs are always within HKDF-SHA256's limit.
-        let _ = hk.expand(b"amana/v1/store/seal", seal_key.as_mut());
-        let _ = hk.expand(b"amana/v1/store/index", index_key.as_mut());
+    pub(crate) fn new(keys: &StorageKeys) -> Self {
         Self {
-            aead: XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(seal_key.as_ref())),
-            index_key,
+            aead: XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(keys.seal.as_ref())),
+            index_key: Zeroizing::new(*keys.index),
             #[cfg(test)]
             plaintext_for_tests: false,
         }
@@ -47,10 +40,10 @@ impl Sealer {
     /// A sealer that stores plaintext: only for the test proving that the
     /// at-rest canary scan can find something.
     #[cfg(test)]
-    pub(crate) fn plaintext_for_tests(storage_key: &[u8; 32]) -> Self {
+    pub(crate) fn plaintext_for_tests(keys: &StorageKeys) -> Self {
         Self {
             plaintext_for_tests: true,
-            ..Self::new(storage_key)
+            ..Self::new(keys)
         }
     }
 
@@ -146,18 +139,23 @@ impl Sealer {
 mod tests {
     use super::*;
 
+    impl Sealer {
+        fn of(byte: u8) -> Sealer {
+            Sealer::new(&StorageKeys {
+                seal: Zeroizing::new([byte; 32]),
+                index: Zeroizing::new([byte.wrapping_add(100); 32]),
+            })
+        }
+    }
+
     #[test]
     fn sealed_values_are_bound_to_their_row() {
-        let sealer = Sealer::new(&[7; 32]);
+        let sealer = Sealer::of(7);
         let sealed = sealer.seal("cases", b"row1", b"secret");
         assert_eq!(&*sealer.open("cases", b"row1", &sealed).unwrap(), b"secret");
         assert!(sealer.open("cases", b"row2", &sealed).is_err());
         assert!(sealer.open("outbox", b"row1", &sealed).is_err());
-        assert!(
-            Sealer::new(&[8; 32])
-                .open("cases", b"row1", &sealed)
-                .is_err()
-        );
+        assert!(Sealer::of(8).open("cases", b"row1", &sealed).is_err());
         let mut flipped = sealed.clone();
         flipped[30] ^= 1;
         assert!(sealer.open("cases", b"row1", &flipped).is_err());
@@ -166,12 +164,9 @@ mod tests {
 
     #[test]
     fn index_keys_are_stable_and_keyed() {
-        let a = Sealer::new(&[1; 32]);
+        let a = Sealer::of(1);
         assert_eq!(a.index("case", b"x"), a.index("case", b"x"));
         assert_ne!(a.index("case", b"x"), a.index("device", b"x"));
-        assert_ne!(
-            a.index("case", b"x"),
-            Sealer::new(&[2; 32]).index("case", b"x")
-        );
+        assert_ne!(a.index("case", b"x"), Sealer::of(2).index("case", b"x"));
     }
 }

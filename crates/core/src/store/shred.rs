@@ -92,6 +92,8 @@ pub(super) fn shred_in(
         params![key, sealed],
     )?;
     let held = tx.execute("DELETE FROM cases WHERE case_key = ?1", params![key])? > 0;
+    // What the case was may survive in freed blocks: owe a re-key.
+    super::put_meta_in(tx, sealer, super::rekey::OWED, &[])?;
     tx.execute("DELETE FROM submissions WHERE case_key = ?1", params![key])?;
     let mut doomed = Vec::new();
     {
@@ -273,6 +275,9 @@ impl DeviceStore {
             "DELETE FROM own_log WHERE receipted = 1 AND seq < (SELECT MAX(seq) FROM own_log)",
             [],
         )?;
+        if !retired.is_empty() {
+            super::put_meta_in(&tx, &self.sealer, super::rekey::OWED, &[])?;
+        }
         tx.commit()?;
         self.checkpoint()?;
         Ok(retired.len())

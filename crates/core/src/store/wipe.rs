@@ -32,9 +32,14 @@ pub const WIPE_ORDER: &[&str] = &[
     "store.sqlite-shm",
     "store.sqlite-journal",
     DATABASE_FILE,
+    super::rekey::NEXT_DATABASE,
+    "store.next.sqlite-journal",
+    super::rekey::PENDING,
+    "rekey.tmp",
     guard::LOCKOUT_FILE,
     "lockout.tmp",
     guard::UNLOCK_LOCK,
+    super::rekey::STORE_LOCK,
 ];
 
 /// The files holding keys; destroying them is what makes the rest
@@ -133,7 +138,7 @@ pub fn wipe(dir: &Path) -> WipeReport {
     }
 }
 
-fn destroy(path: &Path) -> WipeOutcome {
+pub(crate) fn destroy(path: &Path) -> WipeOutcome {
     let meta = match fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return WipeOutcome::Absent,

@@ -98,6 +98,8 @@ pub struct SyncReport {
     pub republished: usize,
     /// Epoch keys destroyed because their epochs were retired.
     pub epochs_retired: usize,
+    /// Whether the device store was re-keyed after a forgetting step.
+    pub store_rekeyed: bool,
     /// Envelope bodies of retired epochs the relay dropped at this admin's
     /// request.
     pub bodies_dropped_at_relay: u64,
@@ -118,7 +120,20 @@ pub fn sync<T: Transport>(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<SyncReport, SyncError> {
     let result = run(store, client, env, progress);
-    super::alarms::note(store, env.now(), result)
+    let mut result = super::alarms::note(store, env.now(), result);
+    // A shred or a retirement applied, even by a sync that failed later,
+    // re-keys the store before the command ends (docs/device-store.md,
+    // "Re-keying").
+    match store.settle_rekey() {
+        Ok(rekeyed) => {
+            if let Ok(report) = &mut result {
+                report.store_rekeyed = rekeyed;
+            }
+        }
+        Err(e) if result.is_ok() => result = Err(e.into()),
+        Err(_) => {}
+    }
+    result
 }
 
 fn run<T: Transport>(

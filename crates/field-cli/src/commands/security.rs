@@ -18,7 +18,7 @@ fn work(kdf_log_n: Option<u8>) -> WorkFactor {
 
 /// `amana passphrase`.
 pub fn change_passphrase(app: &App, kdf_log_n: Option<u8>) -> anyhow::Result<()> {
-    let store = app.unlock()?;
+    let mut store = app.unlock()?;
     let new = passphrase::choose(Choice::New)?;
     store.change_passphrase(&new, work(kdf_log_n))?;
     if app.json {
