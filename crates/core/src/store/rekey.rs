@@ -258,18 +258,6 @@ impl From<StoreError> for NotNow {
     }
 }
 
-impl From<rusqlite::Error> for NotNow {
-    fn from(e: rusqlite::Error) -> Self {
-        NotNow::Failed(e.into())
-    }
-}
-
-impl From<std::io::Error> for NotNow {
-    fn from(e: std::io::Error) -> Self {
-        NotNow::Failed(e.into())
-    }
-}
-
 impl DeviceStore {
     /// Whether a re-key is owed (a forgetting step since the last one).
     pub fn rekey_owed(&self) -> Result<bool, StoreError> {
@@ -302,14 +290,14 @@ impl DeviceStore {
         };
         if lock.try_lock().is_err() {
             // flock converts by releasing first: take the shared lock back.
-            lock.lock_shared()?;
+            lock.lock_shared().map_err(StoreError::from)?;
             return Err(NotNow::Busy);
         }
         let result = self.rekey_locked(new_passphrase);
         // Back to shared: other commands may open the store again.
         let relocked = self.lock.as_ref().map(File::lock_shared).transpose();
         result?;
-        relocked?;
+        relocked.map_err(StoreError::from)?;
         Ok(())
     }
 
@@ -360,7 +348,8 @@ impl DeviceStore {
         crash_here(Crash::BeforeCommit)?;
         // Step 3: close the old database (its WAL is checkpointed and
         // removed), then commit by replacing the keystore.
-        let old = std::mem::replace(&mut self.conn, Connection::open_in_memory()?);
+        let placeholder = Connection::open_in_memory().map_err(StoreError::from)?;
+        let old = std::mem::replace(&mut self.conn, placeholder);
         drop(old);
         if let Err(e) = guard::write_secrets(&dir, Some(&sealed), None) {
             let _ = settle_interrupted(&dir);
