@@ -255,8 +255,14 @@ impl DeviceStore {
         if one_storage_key {
             store.put_meta(rekey::OWED, &[])?;
         }
-        store.settle_rekey()?;
-        Ok(store)
+        match store.settle_rekey() {
+            Ok(_) => Ok(store),
+            // A re-key that failed before its commit (a full disk, one
+            // unreadable row) must not keep the officer out: it stays owed.
+            Err(_) if store.rekey_owed().is_ok() => Ok(store),
+            // One that failed after it is finished by the next unlock.
+            Err(e) => Err(e),
+        }
     }
 
     #[cfg(test)]

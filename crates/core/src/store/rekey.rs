@@ -46,6 +46,10 @@ use crate::keys::keystore::{self, Passphrase, WorkFactor};
 
 /// The lock every open store holds shared, and a re-key exclusively.
 pub const STORE_LOCK: &str = "store.lock";
+/// Taken exclusively (never waiting) before a store upgrades its shared
+/// lock: flock upgrades by releasing first, and only the holder of this
+/// lock may be without its shared lock for that moment.
+pub const UPGRADE_LOCK: &str = "rekey.lock";
 /// The database being built under the new sealing key.
 pub const NEXT_DATABASE: &str = "store.next.sqlite";
 /// SHA-256 of the keystore that goes with [`NEXT_DATABASE`].
@@ -179,6 +183,8 @@ pub(super) fn lock_shared(dir: &Path) -> Result<Option<File>, StoreError> {
     };
     loop {
         if dir.join(NEXT_DATABASE).exists() || dir.join(PENDING).exists() {
+            let upgrade = super::private_file(&dir.join(UPGRADE_LOCK))?;
+            upgrade.lock()?;
             file.lock()?;
             settle_interrupted(dir)?;
         }
@@ -195,14 +201,15 @@ pub(super) fn lock_shared(dir: &Path) -> Result<Option<File>, StoreError> {
 /// lock): the new file goes into place only if the keystore is the one it
 /// was built for.
 fn settle_interrupted(dir: &Path) -> Result<(), StoreError> {
-    let committed = match (
-        fs::read(dir.join(PENDING)),
-        fs::read(dir.join(KEYSTORE_FILE)),
-    ) {
-        (Ok(pending), Ok(keystore)) => {
+    // Undo only on evidence: a read that fails for another reason than
+    // absence must not delete a committed database.
+    let committed = match fs::read(dir.join(PENDING)) {
+        Ok(pending) => {
+            let keystore = fs::read(dir.join(KEYSTORE_FILE))?;
             dir.join(NEXT_DATABASE).exists() && pending == Sha256::digest(&keystore).as_slice()
         }
-        _ => false,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(e.into()),
     };
     if committed {
         install_next(dir)
@@ -288,8 +295,16 @@ impl DeviceStore {
         let Some(lock) = &self.lock else {
             return Err(NotNow::Busy);
         };
+        let Ok(upgrade) = super::private_file(&self.dir.join(UPGRADE_LOCK)) else {
+            return Err(NotNow::Busy);
+        };
+        if upgrade.try_lock().is_err() {
+            return Err(NotNow::Busy);
+        }
         if lock.try_lock().is_err() {
-            // flock converts by releasing first: take the shared lock back.
+            // flock converts by releasing first: take the shared lock back
+            // (no one can have taken it exclusively meanwhile: that needs
+            // the upgrade lock, held here).
             lock.lock_shared().map_err(StoreError::from)?;
             return Err(NotNow::Busy);
         }
@@ -321,8 +336,10 @@ impl DeviceStore {
                 &next_path,
                 OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
+            // The journal would hold old-key pages on the disk; a crash
+            // before the commit deletes this file anyway.
             next.execute_batch(
-                "PRAGMA journal_mode = DELETE;
+                "PRAGMA journal_mode = MEMORY;
                  PRAGMA synchronous = FULL;
                  PRAGMA secure_delete = ON;",
             )?;

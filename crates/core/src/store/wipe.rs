@@ -40,6 +40,7 @@ pub const WIPE_ORDER: &[&str] = &[
     "lockout.tmp",
     guard::UNLOCK_LOCK,
     super::rekey::STORE_LOCK,
+    super::rekey::UPGRADE_LOCK,
 ];
 
 /// The files holding keys; destroying them is what makes the rest
