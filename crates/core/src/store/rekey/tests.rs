@@ -212,7 +212,7 @@ fn a_device_with_a_version_2_keystore_is_rekeyed_at_its_first_unlock() {
     assert_eq!(store.cases().unwrap().len(), 1);
 }
 
-/// As [`carve`], for a store that is closed (no WAL).
+/// The database and the keystore of `dir` (a closed store has no WAL).
 fn carve_closed(dir: &Path) -> tempfile::TempDir {
     let copy = tempfile::tempdir().unwrap();
     for file in [DATABASE_FILE, KEYSTORE_FILE] {
